@@ -35,7 +35,7 @@ setup(
             "towncrier>=23.0",
         ],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["kmiptwist = kmiptwist.cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3.11",

@@ -15,7 +15,13 @@ _unpack_header = struct.Struct(">II").unpack_from
 
 
 class FramingError(ValueError):
-    """The stream cannot be split into messages any more; the connection must close."""
+    """The stream cannot be split into messages any more; the connection must close.
+
+    ``messages`` holds the whole messages that came before the bad header in the
+    same feed, so that they can still be answered.
+    """
+
+    messages: list[bytes] = []
 
 
 class TTLVFramer:
@@ -32,36 +38,38 @@ class TTLVFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return every message it completes, in order."""
-        buffer = self._buffer
-        if not buffer and len(data) >= 8:
-            # The common case: one or more whole messages in one read.
-            messages = self._split(data)
-            if messages is not None:
+        messages: list[bytes] = []
+        try:
+            if not self._buffer and len(data) >= 8 and self._split(data, messages):
+                # The common case: whole messages in one read, no copying.
                 return messages
-        buffer += data
-        messages = []
-        while len(buffer) >= 8:
-            size = self._message_size(buffer)
-            if len(buffer) < size:
-                break
-            messages.append(bytes(buffer[:size]))
-            del buffer[:size]
+            messages.clear()
+            buffer = self._buffer
+            buffer += data
+            while len(buffer) >= 8:
+                size = self._message_size(buffer)
+                if len(buffer) < size:
+                    break
+                messages.append(bytes(buffer[:size]))
+                del buffer[:size]
+        except FramingError as error:
+            error.messages = messages
+            raise
         return messages
 
-    def _split(self, data: bytes) -> list[bytes] | None:
-        """Split ``data`` when it ends on a message boundary, else None."""
-        messages = []
+    def _split(self, data: bytes, messages: list[bytes]) -> bool:
+        """Split ``data`` into ``messages``; False when it does not end on a boundary."""
         offset = 0
         total = len(data)
         while offset < total:
             if total - offset < 8:
-                return None
+                return False
             size = self._message_size(data, offset)
             if offset + size > total:
-                return None
+                return False
             messages.append(data[offset : offset + size] if offset or size != total else data)
             offset += size
-        return messages
+        return True
 
     def _message_size(self, data: bytes | bytearray, offset: int = 0) -> int:
         """The whole size of the message whose header starts at ``offset``."""

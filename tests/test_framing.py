@@ -50,3 +50,10 @@ class FramerTests(SynchronousTestCase):
         framer = TTLVFramer(1024)
         self.assertEqual(framer.feed(b"\x42\x00"), [])
         self.assertEqual(framer.buffered, 2)
+
+    def test_messages_before_bad_header_kept(self) -> None:
+        """Whole messages read together with a bad header are handed over with the error."""
+        framer = TTLVFramer(1024)
+        good = _message(3)
+        error = self.assertRaises(FramingError, framer.feed, good + good + b"GET / HTTP/1.1\r\n")
+        self.assertEqual(error.messages, [good, good])

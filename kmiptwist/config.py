@@ -1,0 +1,330 @@
+# -*- test-case-name: tests.test_config -*-
+"""The server's configuration: every setting with its default, from an INI file and flags.
+
+One :class:`Configuration` value describes a whole server.  It is read from an INI file
+(``etc/kmiptwist.conf.example`` lists every setting) and command-line flags override the
+file.  Unknown sections or keys and bad values are errors that name the file, the
+section and the key, so a typo never silently falls back to a default.
+
+Relative paths in the file are relative to the file's directory (so a config file works
+whatever the working directory of the service); relative paths given as flags or left
+at their defaults are relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+from kmiptwist.datadir import DataDirectory
+
+__all__ = [
+    "Configuration",
+    "ConfigurationError",
+    "SETTINGS",
+    "Setting",
+    "load_configuration",
+    "parse_configuration",
+]
+
+MiB = 1 << 20
+
+
+class ConfigurationError(ValueError):
+    """A setting is unknown or has a value the server cannot use; the message says which."""
+
+
+@frozen
+class Configuration:
+    """Every setting of one kmiptwist server.
+
+    Paths left as ``None`` are derived from ``data_dir`` (see the ``*_path``
+    properties); the TLS certificate and key default to the ones the data directory
+    creates on first start.
+    """
+
+    data_dir: str = "./kmiptwist-data"
+    interface: str = "0.0.0.0"
+    port: int = 5696
+    server_names: tuple[str, ...] = ()
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    database: str | None = None
+    root_key_file: str | None = None
+    cache_max_entries: int = 10_000
+    cache_ttl: float = 300.0
+    max_message_size: int = MiB
+    max_ttlv_depth: int = 32
+    max_ttlv_items: int = 100_000
+    max_connections: int = 10_000
+    max_requests_in_flight: int = 32
+    idle_timeout: float = 300.0
+    handshake_timeout: float = 30.0
+    log_json_file: str | None = None
+    log_json_level: str = "info"
+
+    @property
+    def database_path(self) -> str:
+        """The sqlite database file: ``database``, else the data directory's."""
+        if self.database is not None:
+            return self.database
+        return DataDirectory(self.data_dir).database_path.path
+
+    @property
+    def root_key_path(self) -> str:
+        """The local root key file: ``root_key_file``, else the data directory's."""
+        if self.root_key_file is not None:
+            return self.root_key_file
+        return DataDirectory(self.data_dir).root_key_path.path
+
+    def replace(self, **changes: Any) -> Configuration:
+        """A copy with some settings changed (used for command-line overrides)."""
+        return attrs.evolve(self, **changes)
+
+
+# -- value parsers: text from the file or a flag -> the setting's value ---------------
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip().replace("_", ""), 10)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise ValueError(f"{value} is out of range; it must be {bound}")
+        return value
+
+    return parse
+
+
+_SIZE_SUFFIXES = {"k": 1 << 10, "kib": 1 << 10, "m": MiB, "mib": MiB, "g": 1 << 30, "gib": 1 << 30}
+
+
+def _size(minimum: int) -> Callable[[str], int]:
+    """A byte count; accepts a plain number or a ``KiB``/``MiB``/``GiB`` suffix."""
+
+    def parse(text: str) -> int:
+        cleaned = text.strip().lower().replace("_", "").replace(" ", "")
+        multiplier = 1
+        for suffix in sorted(_SIZE_SUFFIXES, key=len, reverse=True):
+            if cleaned.endswith(suffix):
+                multiplier = _SIZE_SUFFIXES[suffix]
+                cleaned = cleaned[: -len(suffix)]
+                break
+        else:
+            if cleaned.endswith("b"):
+                cleaned = cleaned[:-1]
+        try:
+            value = int(cleaned, 10) * multiplier
+        except ValueError:
+            raise ValueError(f"{text!r} is not a size in bytes (e.g. 1048576 or 1MiB)") from None
+        if value < minimum:
+            raise ValueError(f"{value} bytes is too small; it must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(minimum: float, allow_zero: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number of seconds") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{text!r} is not a finite number of seconds")
+        if allow_zero and value == 0:
+            return value
+        if value < minimum:
+            raise ValueError(f"{value} seconds is too short; it must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _text(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("an empty value is not allowed here")
+    return value
+
+
+def _optional_path(text: str) -> str | None:
+    value = text.strip()
+    return value or None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A list of names separated by commas and/or whitespace."""
+    return tuple(name for name in text.replace(",", " ").split() if name)
+
+
+_LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value == "warning":
+        value = "warn"
+    if value not in _LOG_LEVELS:
+        raise ValueError(f"{text!r} is not a log level; use one of {', '.join(_LOG_LEVELS)}")
+    return value
+
+
+@frozen
+class Setting:
+    """How one setting appears in the INI file and which field it fills."""
+
+    section: str
+    key: str
+    field: str
+    parse: Callable[[str], Any]
+    is_path: bool = False
+    help: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("kmip", "data_dir", "data_dir", _text, True,
+            "Directory of the embedded default: CA, server certificate, database, root key."),
+    Setting("kmip", "interface", "interface", _text, False,
+            "Address the KMIP listener binds ('::' for IPv6 and, on most systems, IPv4)."),
+    Setting("kmip", "port", "port", _integer(0, 65535), False, "KMIP port (5696 is IANA's)."),
+    Setting("kmip", "server_names", "server_names", _names, False,
+            "Extra DNS names / IP addresses for the server certificate's SAN."),
+    Setting("tls", "certificate", "tls_certificate", _optional_path, True,
+            "Server certificate (PEM, chain after the leaf); default: the data directory's."),
+    Setting("tls", "private_key", "tls_private_key", _optional_path, True,
+            "Server private key (PEM); default: the data directory's."),
+    Setting("store", "database", "database", _optional_path, True,
+            "sqlite database file; default: <data_dir>/kmiptwist.sqlite3."),
+    Setting("wrapping", "root_key_file", "root_key_file", _optional_path, True,
+            "Local root key file; default: <data_dir>/root-key/local-root-key."),
+    Setting("cache", "max_entries", "cache_max_entries", _integer(0), False,
+            "Unwrapped key materials kept in memory; 0 turns the cache off."),
+    Setting("cache", "ttl", "cache_ttl", _seconds(0, allow_zero=True), False,
+            "Seconds an unwrapped material stays cached; 0 turns the cache off."),
+    Setting("limits", "max_message_size", "max_message_size", _size(64), False,
+            "Largest KMIP message accepted, in bytes (suffixes KiB/MiB allowed)."),
+    Setting("limits", "max_ttlv_depth", "max_ttlv_depth", _integer(4, 1000), False,
+            "Deepest nesting of TTLV structures accepted."),
+    Setting("limits", "max_ttlv_items", "max_ttlv_items", _integer(16), False,
+            "Most TTLV items accepted in one message."),
+    Setting("limits", "max_connections", "max_connections", _integer(1), False,
+            "Open KMIP connections; connections past it are closed at once."),
+    Setting("limits", "max_requests_in_flight", "max_requests_in_flight", _integer(1, 10_000),
+            False, "Pipelined requests processed at once per connection; reading pauses past it."),
+    Setting("limits", "idle_timeout", "idle_timeout", _seconds(0.001), False,
+            "Seconds a connection may sit without a request before it is closed."),
+    Setting("limits", "handshake_timeout", "handshake_timeout", _seconds(0.001), False,
+            "Seconds a client has to complete the TLS handshake."),
+    Setting("log", "json_file", "log_json_file", _optional_path, True,
+            "Also write every log event as one JSON line to this file; default: off."),
+    Setting("log", "json_level", "log_json_level", _log_level, False,
+            "Lowest level written to json_file: debug, info, warn, error or critical."),
+)
+"""Every setting: the INI section and key, the :class:`Configuration` field it sets."""
+
+_BY_FIELD = {setting.field: setting for setting in SETTINGS}
+_BY_SECTION: dict[str, dict[str, Setting]] = {}
+for _setting in SETTINGS:
+    _BY_SECTION.setdefault(_setting.section, {})[_setting.key] = _setting
+del _setting
+
+
+def _resolve(path: str | None, base: str) -> str | None:
+    if path is None:
+        return None
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def parse_configuration(text: str, source: str = "<config>", base_dir: str = ".") -> dict[str, Any]:
+    """Parse INI ``text`` into field values; relative paths are taken from ``base_dir``.
+
+    Raises :class:`ConfigurationError` naming ``source``, the section and the key for
+    an unknown section, an unknown key, a repeated key or a bad value.
+    """
+    parser = configparser.ConfigParser(interpolation=None, strict=True, default_section="\0")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    try:
+        parser.read_string(text, source=source)
+    except configparser.Error as error:
+        raise ConfigurationError(f"{source}: cannot read the file: {error}") from None
+    values: dict[str, Any] = {}
+    for section in parser.sections():
+        known = _BY_SECTION.get(section)
+        if known is None:
+            raise ConfigurationError(
+                f"{source}: unknown section [{section}]; the sections are "
+                + ", ".join(f"[{name}]" for name in _BY_SECTION)
+            )
+        for key, raw in parser.items(section):
+            setting = known.get(key)
+            if setting is None:
+                raise ConfigurationError(
+                    f"{source}: unknown setting {key!r} in [{section}]; it takes "
+                    + ", ".join(known)
+                )
+            try:
+                value = setting.parse(raw)
+            except ValueError as error:
+                raise ConfigurationError(f"{source}: [{section}] {key}: {error}") from None
+            if setting.is_path:
+                value = _resolve(value, base_dir)
+            values[setting.field] = value
+    return values
+
+
+def _check(configuration: Configuration) -> Configuration:
+    """Refuse combinations of settings that cannot work together."""
+    if (configuration.tls_certificate is None) != (configuration.tls_private_key is None):
+        raise ConfigurationError(
+            "[tls] certificate and private_key must be set together (or both left to the "
+            "data directory's)"
+        )
+    return configuration
+
+
+def load_configuration(
+    path: str | None = None, overrides: Mapping[str, str | None] | None = None
+) -> Configuration:
+    """Read the file at ``path`` (if any), then apply command-line ``overrides``.
+
+    ``overrides`` maps :class:`Configuration` field names to the flag's text, parsed
+    like the file's; ``None`` values (flag not given) are skipped.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as config_file:
+                text = config_file.read()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read configuration file {path}: {error.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"configuration file {path} is not UTF-8 text") from None
+        values.update(
+            parse_configuration(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+        )
+    for field, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        setting = _BY_FIELD.get(field)
+        if setting is None:
+            raise ConfigurationError(f"unknown setting {field!r}")
+        try:
+            value = setting.parse(raw)
+        except ValueError as error:
+            raise ConfigurationError(f"{field.replace('_', '-')}: {error}") from None
+        if setting.is_path and value is not None:
+            value = os.path.expanduser(value)
+        values[field] = value
+    return _check(Configuration(**values))

@@ -1,0 +1,56 @@
+"""What the operations act on: store, tenants' root keys, material cache, clock."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from attrs import define, field
+from twisted.internet.interfaces import IReactorTime
+
+from kmiptwist.interfaces import IKeyStore, IKeyWrapper, ITenancy
+
+__all__ = ["Engine", "RootKeys", "SingleRootKey", "ServerInformation"]
+
+
+class RootKeys(Protocol):
+    """Finds the root key that wraps a tenant's material."""
+
+    def for_tenant(self, tenant: str) -> IKeyWrapper:
+        """The wrapper bound to ``tenant``."""
+
+
+@define
+class SingleRootKey:
+    """Every tenant's material wrapped by one root key (the embedded default)."""
+
+    wrapper: IKeyWrapper
+
+    def for_tenant(self, tenant: str) -> IKeyWrapper:
+        """The one wrapper, whatever the tenant."""
+        return self.wrapper
+
+
+@define
+class ServerInformation:
+    """What Query reports about the server."""
+
+    vendor_identification: str = "kmiptwist"
+    server_name: str = "kmiptwist"
+    server_version: str = ""
+
+
+@define
+class Engine:
+    """The collaborators one request needs, shared by every connection."""
+
+    store: IKeyStore
+    tenancy: ITenancy
+    root_keys: RootKeys
+    cache: object  # kmiptwist.wrapping.cache.MaterialCache
+    clock: IReactorTime
+    server_information: ServerInformation = field(factory=ServerInformation)
+    max_locate_items: int = 10_000
+
+    def now(self) -> int:
+        """The current time in whole seconds, from the injected clock."""
+        return int(self.clock.seconds())

@@ -1,0 +1,320 @@
+"""KMIP request and response messages: typed headers and batch items over item trees.
+
+Payloads stay item trees: each operation reads the fields it needs.  Only the
+envelope (header and batch items) is typed here, because the processor acts on it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from attrs import define, field
+
+from kmiptwist import ttlv
+from kmiptwist.errors import KMIPError, invalid_message
+from kmiptwist.ttlv import Item, ItemType
+from kmiptwist.vocabulary.enums import (
+    BatchErrorContinuationOption,
+    CredentialType,
+    ResultReason,
+    ResultStatus,
+)
+from kmiptwist.vocabulary.tags import Tag
+
+__all__ = [
+    "ProtocolVersion",
+    "Credential",
+    "RequestHeader",
+    "RequestBatchItem",
+    "RequestMessage",
+    "ResponseBatchItem",
+    "parse_request",
+    "encode_response",
+    "SUPPORTED_VERSIONS",
+]
+
+
+class ProtocolVersion(NamedTuple):
+    """A KMIP protocol version, ordered (1.1 < 1.4 < 2.0)."""
+
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def is_2x(self) -> bool:
+        """True for KMIP 2.0 and later, whose attributes and payloads differ from 1.x."""
+        return self.major >= 2
+
+    @property
+    def spec(self) -> str:
+        """The specification whose vocabulary this version speaks ("1.1", "1.4", "2.1")."""
+        if self.major >= 2:
+            return "2.1"
+        if self.minor >= 2:
+            return "1.4"
+        return "1.1"
+
+    def to_item(self) -> Item:
+        """The Protocol Version structure."""
+        return ttlv.structure(
+            Tag.PROTOCOL_VERSION,
+            [
+                ttlv.integer(Tag.PROTOCOL_VERSION_MAJOR, self.major),
+                ttlv.integer(Tag.PROTOCOL_VERSION_MINOR, self.minor),
+            ],
+        )
+
+    @classmethod
+    def from_item(cls, item: Item) -> ProtocolVersion:
+        """Read a Protocol Version structure, strictly."""
+        if item.type != ItemType.STRUCTURE:
+            raise invalid_message("Protocol Version must be a structure")
+        major = item.find(Tag.PROTOCOL_VERSION_MAJOR)
+        minor = item.find(Tag.PROTOCOL_VERSION_MINOR)
+        if major is None or minor is None or major.type != ItemType.INTEGER or minor.type != ItemType.INTEGER:
+            raise invalid_message("Protocol Version needs an Integer major and minor")
+        return cls(major.value, minor.value)
+
+
+#: Newest first, as Discover Versions lists them.
+SUPPORTED_VERSIONS: tuple[ProtocolVersion, ...] = (
+    ProtocolVersion(2, 1),
+    ProtocolVersion(2, 0),
+    ProtocolVersion(1, 4),
+    ProtocolVersion(1, 3),
+    ProtocolVersion(1, 2),
+    ProtocolVersion(1, 1),
+    ProtocolVersion(1, 0),
+)
+
+
+@define
+class Credential:
+    """A Credential from the request's Authentication (recorded, not a substitute for TLS)."""
+
+    credential_type: int
+    username: str | None = None
+
+
+@define
+class RequestHeader:
+    """The Request Header fields the server acts on."""
+
+    protocol_version: ProtocolVersion
+    batch_count: int
+    maximum_response_size: int | None = None
+    asynchronous_indicator: bool = False
+    batch_order_option: bool | None = None
+    batch_error_continuation_option: int = BatchErrorContinuationOption.STOP
+    time_stamp: int | None = None
+    credentials: list[Credential] = field(factory=list)
+    client_correlation_value: str | None = None
+
+
+@define
+class RequestBatchItem:
+    """One operation of a request."""
+
+    operation: int
+    payload: Item | None
+    unique_batch_item_id: bytes | None = None
+
+
+@define
+class RequestMessage:
+    """A whole request: its header and its batch items."""
+
+    header: RequestHeader
+    batch_items: list[RequestBatchItem]
+
+
+@define
+class ResponseBatchItem:
+    """One operation's answer."""
+
+    operation: int | None
+    result_status: int
+    unique_batch_item_id: bytes | None = None
+    result_reason: int | None = None
+    result_message: str | None = None
+    payload: list[Item] | None = None
+
+    @classmethod
+    def failure(
+        cls, operation: int | None, unique_batch_item_id: bytes | None, error: KMIPError
+    ) -> ResponseBatchItem:
+        """The answer for an operation that raised ``error``."""
+        return cls(
+            operation=operation,
+            result_status=error.status,
+            unique_batch_item_id=unique_batch_item_id,
+            result_reason=error.reason,
+            result_message=error.message,
+        )
+
+
+def _expect(item: Item, tag: int, item_type: int, what: str) -> None:
+    if item.type != item_type:
+        raise invalid_message(
+            f"{what} must be of type {ItemType.NAMES[item_type]}, not {ItemType.NAMES.get(item.type, item.type)}"
+        )
+
+
+def _parse_credentials(authentication: Item) -> list[Credential]:
+    _expect(authentication, Tag.AUTHENTICATION, ItemType.STRUCTURE, "Authentication")
+    credentials = []
+    for credential in authentication.find_all(Tag.CREDENTIAL):
+        _expect(credential, Tag.CREDENTIAL, ItemType.STRUCTURE, "Credential")
+        credential_type = credential.get(Tag.CREDENTIAL_TYPE)
+        if not isinstance(credential_type, int):
+            raise invalid_message("Credential needs a Credential Type")
+        username = None
+        value = credential.find(Tag.CREDENTIAL_VALUE)
+        if (
+            credential_type == CredentialType.USERNAME_AND_PASSWORD
+            and value is not None
+            and value.type == ItemType.STRUCTURE
+        ):
+            found = value.get(Tag.USERNAME)
+            username = found if isinstance(found, str) else None
+        credentials.append(Credential(credential_type, username))
+    return credentials
+
+
+def parse_header(item: Item) -> RequestHeader:
+    """Read a Request Header; raise Invalid Message on anything malformed."""
+    _expect(item, Tag.REQUEST_HEADER, ItemType.STRUCTURE, "Request Header")
+    version: ProtocolVersion | None = None
+    header = RequestHeader(protocol_version=ProtocolVersion(1, 0), batch_count=-1)
+    for child in item.value:
+        tag = child.tag
+        if tag == Tag.PROTOCOL_VERSION:
+            version = ProtocolVersion.from_item(child)
+        elif tag == Tag.BATCH_COUNT:
+            _expect(child, tag, ItemType.INTEGER, "Batch Count")
+            header.batch_count = child.value
+        elif tag == Tag.MAXIMUM_RESPONSE_SIZE:
+            _expect(child, tag, ItemType.INTEGER, "Maximum Response Size")
+            header.maximum_response_size = child.value
+        elif tag == Tag.ASYNCHRONOUS_INDICATOR:
+            _expect(child, tag, ItemType.BOOLEAN, "Asynchronous Indicator")
+            header.asynchronous_indicator = child.value
+        elif tag == Tag.BATCH_ORDER_OPTION:
+            _expect(child, tag, ItemType.BOOLEAN, "Batch Order Option")
+            header.batch_order_option = child.value
+        elif tag == Tag.BATCH_ERROR_CONTINUATION_OPTION:
+            _expect(child, tag, ItemType.ENUMERATION, "Batch Error Continuation Option")
+            header.batch_error_continuation_option = child.value
+        elif tag == Tag.TIME_STAMP:
+            _expect(child, tag, ItemType.DATE_TIME, "Time Stamp")
+            header.time_stamp = child.value
+        elif tag == Tag.AUTHENTICATION:
+            header.credentials = _parse_credentials(child)
+        elif tag == Tag.CLIENT_CORRELATION_VALUE:
+            _expect(child, tag, ItemType.TEXT_STRING, "Client Correlation Value")
+            header.client_correlation_value = child.value
+        # Other header fields (attestation, server correlation value) are optional
+        # and do not change what this server does.
+    if version is None:
+        raise invalid_message("Request Header has no Protocol Version")
+    if header.batch_count < 0:
+        raise invalid_message("Request Header has no Batch Count")
+    header.protocol_version = version
+    return header
+
+
+def guess_version(item: Item) -> ProtocolVersion | None:
+    """The protocol version of a request that may not parse, to answer in kind."""
+    try:
+        header = item.find(Tag.REQUEST_HEADER) if item.type == ItemType.STRUCTURE else None
+        if header is not None and header.type == ItemType.STRUCTURE:
+            version = header.find(Tag.PROTOCOL_VERSION)
+            if version is not None:
+                return ProtocolVersion.from_item(version)
+    except KMIPError:
+        pass
+    return None
+
+
+def parse_batch_item(item: Item) -> RequestBatchItem:
+    """Read a request Batch Item; raise Invalid Message on anything malformed."""
+    _expect(item, Tag.BATCH_ITEM, ItemType.STRUCTURE, "Batch Item")
+    operation = None
+    payload = None
+    batch_id = None
+    for child in item.value:
+        if child.tag == Tag.OPERATION:
+            _expect(child, Tag.OPERATION, ItemType.ENUMERATION, "Operation")
+            operation = child.value
+        elif child.tag == Tag.REQUEST_PAYLOAD:
+            _expect(child, Tag.REQUEST_PAYLOAD, ItemType.STRUCTURE, "Request Payload")
+            payload = child
+        elif child.tag == Tag.UNIQUE_BATCH_ITEM_ID:
+            _expect(child, Tag.UNIQUE_BATCH_ITEM_ID, ItemType.BYTE_STRING, "Unique Batch Item ID")
+            batch_id = child.value
+    if operation is None:
+        raise invalid_message("Batch Item has no Operation")
+    return RequestBatchItem(operation=operation, payload=payload, unique_batch_item_id=batch_id)
+
+
+def parse_request(item: Item) -> RequestMessage:
+    """Read a Request Message; raise Invalid Message on anything malformed.
+
+    The Batch Count must match the number of batch items: a count that lies is a
+    malformed message, not something to guess around.
+    """
+    if item.tag != Tag.REQUEST_MESSAGE or item.type != ItemType.STRUCTURE:
+        raise invalid_message(f"expected a Request Message, got tag 0x{item.tag:06X}")
+    header_item = item.find(Tag.REQUEST_HEADER)
+    if header_item is None:
+        raise invalid_message("Request Message has no Request Header")
+    header = parse_header(header_item)
+    batch_items = [parse_batch_item(child) for child in item.find_all(Tag.BATCH_ITEM)]
+    if not batch_items:
+        raise invalid_message("Request Message has no Batch Item")
+    if header.batch_count != len(batch_items):
+        raise invalid_message(
+            f"Batch Count is {header.batch_count} but the message holds {len(batch_items)} batch items"
+        )
+    return RequestMessage(header=header, batch_items=batch_items)
+
+
+def encode_response(
+    version: ProtocolVersion, time_stamp: int, batch_items: list[ResponseBatchItem]
+) -> bytes:
+    """Encode a Response Message for ``version``."""
+    header = ttlv.structure(
+        Tag.RESPONSE_HEADER,
+        [
+            version.to_item(),
+            ttlv.date_time(Tag.TIME_STAMP, time_stamp),
+            ttlv.integer(Tag.BATCH_COUNT, len(batch_items)),
+        ],
+    )
+    children = [header]
+    for batch_item in batch_items:
+        fields: list[Item] = []
+        if batch_item.operation is not None:
+            fields.append(ttlv.enumeration(Tag.OPERATION, batch_item.operation))
+        if batch_item.unique_batch_item_id is not None:
+            fields.append(ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, batch_item.unique_batch_item_id))
+        fields.append(ttlv.enumeration(Tag.RESULT_STATUS, batch_item.result_status))
+        if batch_item.result_reason is not None:
+            fields.append(ttlv.enumeration(Tag.RESULT_REASON, batch_item.result_reason))
+        if batch_item.result_message is not None:
+            fields.append(ttlv.text_string(Tag.RESULT_MESSAGE, batch_item.result_message))
+        if batch_item.payload is not None:
+            fields.append(ttlv.structure(Tag.RESPONSE_PAYLOAD, batch_item.payload))
+        children.append(ttlv.structure(Tag.BATCH_ITEM, fields))
+    return ttlv.encode(ttlv.structure(Tag.RESPONSE_MESSAGE, children))
+
+
+def error_response(version: ProtocolVersion, time_stamp: int, error: KMIPError) -> bytes:
+    """A response of one failed batch item, for a request that could not be read."""
+    return encode_response(version, time_stamp, [ResponseBatchItem.failure(None, None, error)])
+
+
+__all__ += ["parse_header", "parse_batch_item", "guess_version", "error_response", "ResultReason", "ResultStatus"]

@@ -1,0 +1,224 @@
+"""Operations that make objects and move them through their lifecycle:
+Create, Register, Activate, Revoke, Destroy.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from kmiptwist import keyblocks, ttlv
+from kmiptwist.attributes import check_client_value, from_wire, rule_for, template_attributes
+from kmiptwist.errors import KMIPError, invalid_field
+from kmiptwist.keyblocks import ObjectValue
+from kmiptwist.keygen import default_length, generate_symmetric_key
+from kmiptwist.objects import ManagedObject, state_name, transition
+from kmiptwist.operations.base import OperationHandler, Payload, RequestContext, reason_in, uid_item
+from kmiptwist.ttlv import Item, ItemType
+from kmiptwist.vocabulary.enums import (
+    ObjectType,
+    Operation,
+    ResultReason,
+    RevocationReasonCode,
+    State,
+)
+from kmiptwist.vocabulary.tags import Tag
+
+__all__ = ["HANDLERS"]
+
+_COMPROMISE_REASONS = frozenset(
+    {RevocationReasonCode.KEY_COMPROMISE, RevocationReasonCode.CA_COMPROMISE}
+)
+
+
+def _object_type(payload: Item) -> int:
+    found = payload.find(Tag.OBJECT_TYPE)
+    if found is None or found.type != ItemType.ENUMERATION:
+        raise invalid_field("Object Type is required")
+    return found.value
+
+
+def _new_object(context: RequestContext, object_type: int, client_attributes: list[tuple[str, Item]]) -> ManagedObject:
+    """An object with the attributes the server sets, then the client's."""
+    now = context.now()
+    obj = ManagedObject(
+        unique_identifier=str(uuid.uuid4()),
+        tenant=context.tenant,
+        object_type=object_type,
+    )
+    obj.set("Unique Identifier", ttlv.text_string(Tag.UNIQUE_IDENTIFIER, obj.unique_identifier))
+    obj.set("Object Type", ttlv.enumeration(Tag.OBJECT_TYPE, object_type))
+    for name, value in client_attributes:
+        check_client_value(name, context.version)
+        found = rule_for(name)
+        if found is not None and not found.multi_valued and name in obj.attributes:
+            raise KMIPError(
+                reason_in(context.version, "ATTRIBUTE_SINGLE_VALUED", ResultReason.INVALID_FIELD),
+                f"attribute {name!r} is single-valued but was given more than once",
+            )
+        obj.add(name, value)
+    activation = obj.value("Activation Date")
+    state = State.ACTIVE if activation is not None and activation <= now else State.PRE_ACTIVE
+    obj.set("State", ttlv.enumeration(Tag.STATE, state))
+    obj.set_date("Initial Date", now)
+    obj.set_date("Last Change Date", now)
+    if context.version.is_2x:
+        obj.set_date("Original Creation Date", now)
+    return obj
+
+
+async def _store_new(context: RequestContext, obj: ManagedObject, value: ObjectValue) -> None:
+    """Wrap the value into the object, store it durably, and set the ID Placeholder."""
+    obj.set("Digest", keyblocks.digest(value))
+    await context.wrap(obj, ttlv.encode(value.stored))
+    await context.engine.store.add_object(obj)
+    context.id_placeholder = obj.unique_identifier
+
+
+async def create(context: RequestContext, payload: Item) -> Payload:
+    """Create: generate a symmetric key from the OS CSPRNG; it starts Pre-Active."""
+    object_type = _object_type(payload)
+    if object_type != ObjectType.SYMMETRIC_KEY:
+        raise KMIPError(
+            ResultReason.INVALID_FIELD,
+            "Create makes Symmetric Keys; use Register for Secret Data and Opaque Objects",
+        )
+    attributes = template_attributes(payload, context.version)
+    given = dict(attributes)
+    algorithm_item = given.get("Cryptographic Algorithm")
+    if algorithm_item is None:
+        raise invalid_field("Create needs a Cryptographic Algorithm attribute")
+    algorithm = algorithm_item.value
+    length_item = given.get("Cryptographic Length")
+    if length_item is None:
+        length = default_length(algorithm)
+        if length is None:
+            raise invalid_field("Create needs a Cryptographic Length attribute")
+        attributes.append(("Cryptographic Length", ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, length)))
+    else:
+        length = length_item.value
+    material = generate_symmetric_key(algorithm, length)
+    obj = _new_object(context, object_type, attributes)
+    value = ObjectValue(
+        keyblocks.symmetric_key(material, algorithm, length), material, keyblocks.KeyFormatType.RAW, algorithm, length
+    )
+    await _store_new(context, obj, value)
+    return [ttlv.enumeration(Tag.OBJECT_TYPE, object_type), uid_item(obj.unique_identifier)]
+
+
+async def register(context: RequestContext, payload: Item) -> Payload:
+    """Register: store a client's symmetric key, secret data or opaque object."""
+    object_type = _object_type(payload)
+    value, block_attributes = keyblocks.parse_registered(object_type, payload)
+    attributes = template_attributes(payload, context.version)
+    for item in block_attributes:
+        name, _, attribute_value = from_wire(item, context.version)
+        attributes.append((name, attribute_value))
+    names = {name for name, _ in attributes}
+    if value.cryptographic_algorithm is not None and "Cryptographic Algorithm" not in names:
+        attributes.append(
+            ("Cryptographic Algorithm", ttlv.enumeration(Tag.CRYPTOGRAPHIC_ALGORITHM, value.cryptographic_algorithm))
+        )
+    if value.cryptographic_length is not None and "Cryptographic Length" not in names:
+        attributes.append(
+            ("Cryptographic Length", ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, value.cryptographic_length))
+        )
+    obj = _new_object(context, object_type, attributes)
+    await _store_new(context, obj, value)
+    return [uid_item(obj.unique_identifier)]
+
+
+async def activate(context: RequestContext, payload: Item) -> Payload:
+    """Activate: Pre-Active to Active (vCenter activates the keys it hands out)."""
+    unique_identifier = context.unique_identifier(payload)
+    assert unique_identifier is not None
+    async with context.lock(unique_identifier):
+        obj = await context.load(unique_identifier)
+        if obj.state != State.PRE_ACTIVE:
+            raise KMIPError(
+                ResultReason.WRONG_KEY_LIFECYCLE_STATE,
+                f"only a Pre-Active object can be activated; {unique_identifier} is {state_name(obj.state)}",
+            )
+        transition(obj, State.ACTIVE, context.now())
+        await context.save(obj)
+    return [uid_item(unique_identifier)]
+
+
+async def revoke(context: RequestContext, payload: Item) -> Payload:
+    """Revoke: to Deactivated, or Compromised when the reason is a compromise."""
+    unique_identifier = context.unique_identifier(payload)
+    assert unique_identifier is not None
+    reason = payload.find(Tag.REVOCATION_REASON)
+    if reason is None or reason.type != ItemType.STRUCTURE:
+        raise invalid_field("Revoke needs a Revocation Reason")
+    code = reason.get(Tag.REVOCATION_REASON_CODE)
+    if not isinstance(code, int):
+        raise invalid_field("Revocation Reason needs a Revocation Reason Code")
+    occurrence = payload.find(Tag.COMPROMISE_OCCURRENCE_DATE)
+    now = context.now()
+    async with context.lock(unique_identifier):
+        obj = await context.load(unique_identifier)
+        state = obj.state
+        if code in _COMPROMISE_REASONS:
+            target = State.DESTROYED_COMPROMISED if state == State.DESTROYED else State.COMPROMISED
+            if state == target:
+                raise KMIPError(
+                    ResultReason.WRONG_KEY_LIFECYCLE_STATE, f"{unique_identifier} is already {state_name(state)}"
+                )
+            transition(obj, target, now)
+            obj.set(
+                "Compromise Occurrence Date",
+                ttlv.date_time(Tag.COMPROMISE_OCCURRENCE_DATE, occurrence.value if occurrence is not None else now),
+            )
+        else:
+            if state != State.ACTIVE:
+                if state == State.PRE_ACTIVE:
+                    # A key never used can be revoked for any reason: it goes straight
+                    # to Deactivated, as a Deactivation Date in the past would put it.
+                    obj.set("State", ttlv.enumeration(Tag.STATE, State.DEACTIVATED))
+                    obj.set_date("Deactivation Date", now)
+                    obj.set_date("Last Change Date", now)
+                else:
+                    raise KMIPError(
+                        ResultReason.WRONG_KEY_LIFECYCLE_STATE,
+                        f"{unique_identifier} is {state_name(state)}; only Active or Pre-Active objects "
+                        "can be revoked for a reason other than compromise",
+                    )
+            else:
+                transition(obj, State.DEACTIVATED, now)
+        obj.set("Revocation Reason", ttlv.structure(Tag.REVOCATION_REASON, reason.value))
+        await context.save(obj)
+    return [uid_item(unique_identifier)]
+
+
+async def destroy(context: RequestContext, payload: Item) -> Payload:
+    """Destroy: remove the key material for good; the metadata stays, Destroyed."""
+    unique_identifier = context.unique_identifier(payload)
+    assert unique_identifier is not None
+    async with context.lock(unique_identifier):
+        obj = await context.load(unique_identifier)
+        state = obj.state
+        if state == State.ACTIVE:
+            raise KMIPError(
+                ResultReason.WRONG_KEY_LIFECYCLE_STATE if context.version.is_2x else ResultReason.PERMISSION_DENIED,
+                f"{unique_identifier} is Active; revoke it before destroying it",
+            )
+        if state in (State.DESTROYED, State.DESTROYED_COMPROMISED):
+            raise KMIPError(
+                reason_in(context.version, "OBJECT_DESTROYED", ResultReason.PERMISSION_DENIED),
+                f"{unique_identifier} is already destroyed",
+            )
+        target = State.DESTROYED_COMPROMISED if state == State.COMPROMISED else State.DESTROYED
+        transition(obj, target, context.now())
+        obj.wrapped_material = None
+        await context.save(obj)
+        context.forget_material(obj)
+    return [uid_item(unique_identifier)]
+
+
+HANDLERS = [
+    OperationHandler(Operation.CREATE, create),
+    OperationHandler(Operation.REGISTER, register),
+    OperationHandler(Operation.ACTIVATE, activate),
+    OperationHandler(Operation.REVOKE, revoke),
+    OperationHandler(Operation.DESTROY, destroy),
+]

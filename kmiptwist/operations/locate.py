@@ -1,0 +1,74 @@
+"""Locate: find the tenant's objects by any attribute, answered by the store's index."""
+
+from __future__ import annotations
+
+from kmiptwist import ttlv
+from kmiptwist.attributes import from_wire
+from kmiptwist.errors import invalid_field
+from kmiptwist.interfaces import LocateCriterion
+from kmiptwist.operations.base import OperationHandler, Payload, RequestContext, number, uid_item
+from kmiptwist.ttlv import Item, ItemType
+from kmiptwist.vocabulary.enums import Operation
+from kmiptwist.vocabulary.tags import Tag
+
+__all__ = ["HANDLERS", "criteria_from"]
+
+_DATE_TYPES = (ItemType.DATE_TIME, ItemType.DATE_TIME_EXTENDED)
+
+
+def criteria_from(payload: Item, context: RequestContext) -> list[LocateCriterion]:
+    """The Locate conditions: every attribute must match; a date given twice is a range."""
+    attributes: list[tuple[str, Item]] = []
+    if context.version.is_2x:
+        container = payload.find(Tag.ATTRIBUTES)
+        if container is not None:
+            if container.type != ItemType.STRUCTURE:
+                raise invalid_field("Attributes must be a structure")
+            attributes = [
+                (name, value) for name, _, value in (from_wire(c, context.version) for c in container.value)
+            ]
+    else:
+        attributes = [
+            (name, value)
+            for name, _, value in (from_wire(c, context.version) for c in payload.find_all(Tag.ATTRIBUTE))
+        ]
+    criteria: list[LocateCriterion] = []
+    dates: dict[str, list[Item]] = {}
+    for name, value in attributes:
+        if value.type in _DATE_TYPES:
+            dates.setdefault(name, []).append(value)
+        else:
+            criteria.append(LocateCriterion(name, value))
+    for name, values in dates.items():
+        if len(values) == 1:
+            criteria.append(LocateCriterion(name, values[0]))
+        elif len(values) == 2:
+            low, high = sorted(values, key=lambda item: item.value)
+            criteria.append(LocateCriterion(name, low, ">="))
+            criteria.append(LocateCriterion(name, high, "<="))
+        else:
+            raise invalid_field(f"date attribute {name!r} may appear at most twice (a range) in Locate")
+    return criteria
+
+
+async def locate(context: RequestContext, payload: Item) -> Payload:
+    """Locate: matching identifiers, newest first, with Maximum Items and Offset Items."""
+    maximum = number(payload, Tag.MAXIMUM_ITEMS, "Maximum Items")
+    offset = number(payload, Tag.OFFSET_ITEMS, "Offset Items") or 0
+    if maximum is not None and maximum < 0 or offset < 0:
+        raise invalid_field("Maximum Items and Offset Items must not be negative")
+    limit = context.engine.max_locate_items
+    if maximum is None or maximum > limit:
+        maximum = limit
+    criteria = criteria_from(payload, context)
+    found = await context.engine.store.locate(context.tenant, criteria, offset, maximum)
+    out: list[Item] = []
+    if context.version >= (1, 3):
+        # Located Items tells how many matched in all, so a client can page.
+        total = await context.engine.store.locate_count(context.tenant, criteria)
+        out.append(ttlv.integer(Tag.LOCATED_ITEMS, total))
+    out.extend(uid_item(unique_identifier) for unique_identifier in found)
+    return out
+
+
+HANDLERS = [OperationHandler(Operation.LOCATE, locate)]

@@ -1,0 +1,272 @@
+# -*- test-case-name: tests.test_store -*-
+"""The versioned sqlite schema of the key store, and the searchable form of attributes.
+
+Migrations are numbered by position (version 1 is the initial schema) and applied in
+order, each in one transaction together with ``PRAGMA user_version``, so a database is
+always at exactly one version.  A database written by a newer kmiptwist is refused
+rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from attrs import frozen
+
+from kmiptwist import ttlv
+from kmiptwist.interfaces import LocateCriterion
+from kmiptwist.ttlv import Item, ItemType
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SchemaTooNew",
+    "current_version",
+    "migrate",
+    "match_value",
+    "MatchCondition",
+    "match_conditions",
+]
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer kmiptwist than the one opening it."""
+
+
+#: Each migration is a list of SQL statements; MIGRATIONS[n - 1] brings a database
+#: from version n - 1 to version n.  Append new migrations; never edit released ones.
+MIGRATIONS: list[list[str]] = [
+    # -- version 1: the initial schema ----------------------------------------------
+    [
+        """
+        CREATE TABLE objects (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            unique_identifier TEXT UNIQUE NOT NULL,
+            tenant TEXT NOT NULL,
+            object_type INTEGER NOT NULL,
+            wrapped_material BLOB,
+            revision INTEGER NOT NULL,
+            created INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX objects_by_tenant ON objects (tenant, seq)",
+        # ``item`` is ttlv.encode(item): it gives back exactly the item that was
+        # stored.  ``match`` has no declared type (no affinity), so ints, text and
+        # blobs keep their storage class and never compare equal across classes.
+        # ``position`` keeps the order of attribute names of the object, ``idx`` the
+        # order (the KMIP Attribute Index) of the instances of one name.
+        """
+        CREATE TABLE attributes (
+            tenant TEXT NOT NULL,
+            unique_identifier TEXT NOT NULL,
+            name TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            item BLOB NOT NULL,
+            "match",
+            PRIMARY KEY (unique_identifier, name, idx)
+        ) WITHOUT ROWID
+        """,
+        'CREATE INDEX attributes_by_value ON attributes (tenant, name, "match", unique_identifier)',
+        """
+        CREATE TABLE tenants (
+            name TEXT PRIMARY KEY,
+            root_key_kind TEXT NOT NULL,
+            root_key_id TEXT NOT NULL,
+            created INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE certificates (
+            fingerprint TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL REFERENCES tenants (name),
+            subject TEXT NOT NULL,
+            issuer TEXT NOT NULL,
+            not_after INTEGER NOT NULL,
+            added INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX certificates_by_tenant ON certificates (tenant)",
+        """
+        CREATE TABLE pending_certificates (
+            fingerprint TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            issuer TEXT NOT NULL,
+            first_seen INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            certificate_pem TEXT NOT NULL
+        )
+        """,
+    ],
+]
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(connection: sqlite3.Connection) -> int:
+    """The schema version recorded in the database (0 for a new, empty one)."""
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    return int(version)
+
+
+def migrate(connection: sqlite3.Connection, migrations: list[list[str]] | None = None) -> int:
+    """Bring the database up to the newest schema; return the version it was at.
+
+    ``connection`` must be in autocommit mode (``isolation_level=None``): each
+    migration runs in its own ``BEGIN IMMEDIATE`` transaction, so a failure leaves the
+    database at the previous version.  A database newer than the code raises
+    :class:`SchemaTooNew` and is left untouched.
+    """
+    if migrations is None:
+        migrations = MIGRATIONS
+    found = current_version(connection)
+    if found > len(migrations):
+        raise SchemaTooNew(
+            f"the database has schema version {found}, but this kmiptwist knows versions "
+            f"up to {len(migrations)}; it was written by a newer kmiptwist — upgrade "
+            "kmiptwist (or restore a backup) instead of using this database"
+        )
+    for version in range(found + 1, len(migrations) + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[version - 1]:
+                connection.execute(statement)
+            # PRAGMA does not take parameters; ``version`` is our own int.
+            connection.execute(f"PRAGMA user_version = {int(version)}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    return found
+
+
+_INTEGER_TYPES = frozenset(
+    {
+        ItemType.INTEGER,
+        ItemType.LONG_INTEGER,
+        ItemType.ENUMERATION,
+        ItemType.INTERVAL,
+        ItemType.DATE_TIME,
+        ItemType.DATE_TIME_EXTENDED,
+    }
+)
+
+
+def match_value(item: Item) -> Any:
+    """The searchable form of an attribute instance: what Locate compares.
+
+    Numbers, enumerations, dates and booleans become ``int``, text ``str``, byte
+    strings ``bytes``.  Structures and big integers become the TTLV encoding of their
+    value without the item's own tag, so that two equal structures compare equal
+    whether they arrived tagged as the attribute (KMIP 2.x) or as Attribute Value
+    (KMIP 1.x).
+    """
+    item_type = item.type
+    if item_type in _INTEGER_TYPES:
+        return int(item.value)
+    if item_type == ItemType.BOOLEAN:
+        return 1 if item.value else 0
+    if item_type == ItemType.TEXT_STRING:
+        return str(item.value)
+    if item_type == ItemType.BYTE_STRING:
+        return bytes(item.value)
+    # Structure or Big Integer: the encoding with a fixed tag of 0.
+    return ttlv.encode(Item(0, item_type, item.value))
+
+
+# -- Locate: how criteria compare with the searchable form ---------------------------
+
+#: The storage classes of ``match`` values, in sqlite's sort order (integers sort
+#: before text, text before blobs).
+INTEGER_CLASS, TEXT_CLASS, BYTES_CLASS = 0, 1, 2
+
+_DATE_TYPES = frozenset({ItemType.DATE_TIME, ItemType.DATE_TIME_EXTENDED})
+
+
+def match_class(value: Any) -> int:
+    """The storage class of a searchable value (int, str or bytes)."""
+    if isinstance(value, int):
+        return INTEGER_CLASS
+    if isinstance(value, str):
+        return TEXT_CLASS
+    return BYTES_CLASS
+
+
+@frozen
+class MatchCondition:
+    """What one attribute name must satisfy for an object to be located.
+
+    Either equality (``equals``) or an inclusive range (``lower``/``upper``, None
+    for an open end) within one storage class ``value_class``: one instance of the
+    attribute must satisfy it.  ``rank`` estimates selectivity (lower is narrower), so
+    a store can look the narrowest condition up first.
+    """
+
+    name: str
+    value_class: int
+    rank: int
+    equals: Any = None
+    lower: Any = None
+    upper: Any = None
+
+    @property
+    def is_range(self) -> bool:
+        """Whether this is a range rather than an equality."""
+        return self.equals is None
+
+    def accepts(self, value: Any) -> bool:
+        """Whether the searchable form ``value`` of one instance satisfies this."""
+        if match_class(value) != self.value_class:
+            return False
+        if self.equals is not None:
+            return bool(value == self.equals)
+        if self.lower is not None and value < self.lower:
+            return False
+        if self.upper is not None and value > self.upper:
+            return False
+        return True
+
+
+def match_conditions(criteria: list[LocateCriterion]) -> list[MatchCondition] | None:
+    """Turn Locate criteria into conditions, narrowest first; None when none can match.
+
+    Every "=" criterion is its own condition.  The ">=" and "<=" criteria of one name
+    form one range that a single instance must fall in (two instances of a date in a
+    Locate select the objects between them); bounds of different storage classes can
+    never hold together, hence None.
+    """
+    conditions: list[MatchCondition] = []
+    ranges: dict[str, tuple[list[Any], list[Any]]] = {}
+    for criterion in criteria:
+        value = match_value(criterion.value)
+        if criterion.operator == "=":
+            if match_class(value) != INTEGER_CLASS:
+                rank = 0
+            elif criterion.value.type in _DATE_TYPES:
+                rank = 1
+            else:
+                rank = 3
+            conditions.append(
+                MatchCondition(criterion.name, match_class(value), rank, equals=value)
+            )
+        elif criterion.operator in (">=", "<="):
+            lowers, uppers = ranges.setdefault(criterion.name, ([], []))
+            (lowers if criterion.operator == ">=" else uppers).append(value)
+        else:
+            raise ValueError(f"unknown Locate operator {criterion.operator!r}")
+    for name, (lowers, uppers) in ranges.items():
+        classes = {match_class(bound) for bound in lowers + uppers}
+        if len(classes) != 1:
+            return None
+        lower = max(lowers) if lowers else None
+        upper = min(uppers) if uppers else None
+        if lower is not None and upper is not None and lower > upper:
+            return None
+        rank = 2 if lower is not None and upper is not None else 4
+        conditions.append(MatchCondition(name, classes.pop(), rank, lower=lower, upper=upper))
+    conditions.sort(key=lambda condition: condition.rank)
+    return conditions

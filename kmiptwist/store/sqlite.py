@@ -1,0 +1,708 @@
+# -*- test-case-name: tests.test_store -*-
+"""The sqlite key store: managed objects and tenancy in one WAL database.
+
+Writes go to one writer thread that commits in groups: every write queued while the
+previous commit was being made to disk is run in the next transaction, each in its
+own savepoint, and acknowledged only after that transaction's COMMIT has returned.
+Reads run on a second connection in the reactor thread; in WAL mode they take
+microseconds, less than a hop to a thread would cost, and they see every write whose
+Deferred has fired because that write was committed first.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from attrs import define
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from kmiptwist import ttlv
+from kmiptwist.interfaces import (
+    ClientCertificate,
+    ConcurrentModification,
+    IKeyStore,
+    ITenancy,
+    LocateCriterion,
+    PendingCertificate,
+    Tenant,
+)
+from kmiptwist.objects import ManagedObject
+from kmiptwist.store import schema
+from kmiptwist.store.schema import BYTES_CLASS, INTEGER_CLASS, MatchCondition
+
+__all__ = [
+    "SQLiteStore",
+    "StoreError",
+    "StoreNotRunning",
+    "ObjectExists",
+    "TenantExists",
+    "UnknownTenant",
+    "CertificateConflict",
+    "locate_sql",
+]
+
+
+class StoreError(Exception):
+    """A store operation was refused; the message says why."""
+
+
+class StoreNotRunning(StoreError):
+    """The store was used before it started or after it stopped."""
+
+
+class ObjectExists(StoreError):
+    """An object with that Unique Identifier already exists (in any tenant)."""
+
+
+class TenantExists(StoreError):
+    """A tenant of that name already exists."""
+
+
+class UnknownTenant(StoreError):
+    """The tenant named does not exist."""
+
+
+class CertificateConflict(StoreError):
+    """The certificate's fingerprint is already registered (to this or another tenant)."""
+
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+#: How many queued writes one transaction takes at most, to bound its size.
+_MAX_GROUP = 1000
+
+_STOP = object()
+
+_AttributeRow = tuple[str, str, str, int, int, bytes, Any]
+
+
+@define
+class _WriteJob:
+    """One write waiting for the writer thread, and where its outcome goes."""
+
+    run: Callable[[sqlite3.Connection], Any]
+    deferred: Deferred[Any]
+    on_success: Callable[[Any], None] | None = None
+
+
+def _configure(connection: sqlite3.Connection, busy_timeout: float) -> None:
+    """Durable WAL settings; every connection of the store gets them."""
+    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA synchronous = FULL")
+
+
+def _attribute_rows(obj: ManagedObject) -> list[_AttributeRow]:
+    """The rows of ``obj``'s attributes: exact encoding plus searchable form."""
+    rows: list[_AttributeRow] = []
+    for position, (name, instances) in enumerate(obj.attributes.items()):
+        for index, item in enumerate(instances):
+            rows.append(
+                (
+                    obj.tenant,
+                    obj.unique_identifier,
+                    name,
+                    index,
+                    position,
+                    ttlv.encode(item),
+                    schema.match_value(item),
+                )
+            )
+    return rows
+
+
+_INSERT_ATTRIBUTE = (
+    "INSERT INTO attributes"
+    ' (tenant, unique_identifier, name, idx, position, item, "match")'
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _range_sql(column: str, condition: MatchCondition) -> tuple[str, list[Any]]:
+    """SQL bounding ``column`` to the condition's range inside its storage class.
+
+    sqlite orders integers before text before blobs; bounding both ends to the class
+    keeps a date range from matching a text value, and gives the index one range.
+    """
+    if condition.value_class == INTEGER_CLASS:
+        lower = _INT64_MIN if condition.lower is None else condition.lower
+        upper = _INT64_MAX if condition.upper is None else condition.upper
+        return f"{column} BETWEEN ? AND ?", [lower, upper]
+    class_minimum: Any = "" if condition.value_class != BYTES_CLASS else b""
+    lower = class_minimum if condition.lower is None else condition.lower
+    clauses, parameters = [f"{column} >= ?"], [lower]
+    if condition.upper is not None:
+        clauses.append(f"{column} <= ?")
+        parameters.append(condition.upper)
+    elif condition.value_class != BYTES_CLASS:
+        # The smallest blob sorts after every text value.
+        clauses.append(f"{column} < ?")
+        parameters.append(b"")
+    return " AND ".join(clauses), parameters
+
+
+def _value_sql(column: str, condition: MatchCondition) -> tuple[str, list[Any]]:
+    """SQL comparing ``column`` as the condition says."""
+    if condition.is_range:
+        return _range_sql(column, condition)
+    return f"{column} = ?", [condition.equals]
+
+
+def locate_sql(
+    tenant: str, conditions: list[MatchCondition], offset: int, maximum: int | None
+) -> tuple[str, list[Any]]:
+    """The one query that answers a Locate, and its parameters.
+
+    The narrowest condition drives the query through the (tenant, name, match) index;
+    the others are checked per candidate through the primary key (the unary ``+``
+    keeps sqlite from choosing the value index for them, or the tenant index for the
+    objects, which would make the query a scan of the tenant).
+    """
+    limit = -1 if maximum is None else max(0, maximum)
+    offset = max(0, offset)
+    if not conditions:
+        return (
+            "SELECT o.unique_identifier FROM objects o WHERE o.tenant = ?"
+            " ORDER BY o.seq DESC LIMIT ? OFFSET ?",
+            [tenant, limit, offset],
+        )
+    first, rest = conditions[0], conditions[1:]
+    value, parameters = _value_sql('a."match"', first)
+    clauses = [
+        "+o.tenant = ?",
+        "o.unique_identifier IN (SELECT a.unique_identifier FROM attributes a"
+        f" WHERE a.tenant = ? AND a.name = ? AND {value})",
+    ]
+    all_parameters: list[Any] = [tenant, tenant, first.name, *parameters]
+    for condition in rest:
+        value, parameters = _value_sql('+a."match"', condition)
+        clauses.append(
+            "EXISTS (SELECT 1 FROM attributes a WHERE a.unique_identifier = o.unique_identifier"
+            f" AND a.name = ? AND +a.tenant = o.tenant AND {value})"
+        )
+        all_parameters += [condition.name, *parameters]
+    sql = (
+        "SELECT o.unique_identifier FROM objects o WHERE "
+        + " AND ".join(clauses)
+        + " ORDER BY o.seq DESC LIMIT ? OFFSET ?"
+    )
+    return sql, [*all_parameters, limit, offset]
+
+
+@implementer(IKeyStore, ITenancy)
+class SQLiteStore(Service):
+    """Managed objects and tenancy in a sqlite database, durable before acknowledged.
+
+    ``reactor`` brings the writer thread's outcomes back to the reactor thread.  Every
+    method returns a Deferred; writes fire only after their transaction is committed.
+    ``commit_count`` counts the group commits made, for tests and metrics.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        path: str,
+        reactor: IReactorFromThreads,
+        busy_timeout: float = 5.0,
+        max_pending: int = 10_000,
+    ) -> None:
+        self.path = path
+        self.commit_count = 0
+        self._reactor = reactor
+        self._busy_timeout = busy_timeout
+        self.max_pending = max_pending
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped: Deferred[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802
+        """Open the database, bring its schema up to date and start the writer thread.
+
+        Raises :class:`kmiptwist.store.schema.SchemaTooNew` for a database written by a
+        newer kmiptwist (and leaves it untouched).
+        """
+        if not os.path.exists(self.path):
+            # Owner-only from the start; sqlite gives the -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            _configure(writer, self._busy_timeout)
+            # Migrate first: a database this code refuses is left exactly as it was.
+            previous = schema.migrate(writer)
+            (mode,) = writer.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode.lower() != "wal":
+                raise StoreError(f"{self.path}: sqlite refused WAL mode (journal_mode is {mode})")
+        except BaseException:
+            writer.close()
+            raise
+        reader = sqlite3.connect(self.path, isolation_level=None)
+        _configure(reader, self._busy_timeout)
+        self._writer, self._reader = writer, reader
+        if previous != schema.SCHEMA_VERSION:
+            self._log.info(
+                "Key store {path} upgraded from schema version {previous} to {version}",
+                path=self.path,
+                previous=previous,
+                version=schema.SCHEMA_VERSION,
+            )
+        self._thread = threading.Thread(
+            target=self._write_loop, args=(writer,), name="kmiptwist-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        """Commit and acknowledge every write queued so far, then close the database."""
+        super().stopService()
+        if self._thread is None:
+            return succeed(None)
+        self._thread = None
+        self._stopped = Deferred()
+        self._queue.put(_STOP)
+        return self._stopped
+
+    def _writer_finished(self) -> None:
+        """In the reactor thread, once the writer thread has closed its connection."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._writer = None
+        stopped, self._stopped = self._stopped, None
+        if stopped is not None:
+            stopped.callback(None)
+
+    # -- the writer thread -----------------------------------------------------------
+
+    def _submit(
+        self,
+        run: Callable[[sqlite3.Connection], Any],
+        on_success: Callable[[Any], None] | None = None,
+    ) -> Deferred[Any]:
+        """Queue ``run(connection)`` for the next group commit; fires after COMMIT."""
+        if self._thread is None:
+            return fail(StoreNotRunning(f"the key store {self.path} is not running"))
+        job = _WriteJob(run, Deferred(), on_success)
+        self._queue.put(job)
+        return job.deferred
+
+    def _write_loop(self, connection: sqlite3.Connection) -> None:
+        """The writer thread: take what is queued, commit it as one group, repeat."""
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                jobs = [first]
+                while len(jobs) < _MAX_GROUP:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stopping = True
+                        break
+                    jobs.append(job)
+                outcomes = self._run_group(connection, jobs)
+                self._reactor.callFromThread(self._deliver, outcomes)
+        finally:
+            connection.close()
+            self._reactor.callFromThread(self._writer_finished)
+
+    def _run_group(
+        self, connection: sqlite3.Connection, jobs: list[_WriteJob]
+    ) -> list[tuple[_WriteJob, bool, Any]]:
+        """Run ``jobs`` in one transaction, each in a savepoint; commit once.
+
+        A job that raises is rolled back to its savepoint and fails alone.  When the
+        transaction itself fails (the commit, or an error that makes sqlite abandon
+        the transaction), every job of the group fails: none of them is durable.
+        """
+        outcomes: list[tuple[_WriteJob, bool, Any]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                connection.execute("SAVEPOINT job")
+                try:
+                    value = job.run(connection)
+                except Exception:
+                    failure = Failure()
+                    if not connection.in_transaction:
+                        raise
+                    connection.execute("ROLLBACK TO job")
+                    connection.execute("RELEASE job")
+                    outcomes.append((job, False, failure))
+                else:
+                    connection.execute("RELEASE job")
+                    outcomes.append((job, True, value))
+            connection.execute("COMMIT")
+        except Exception:
+            failure = Failure()
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            return [(job, False, failure) for job in jobs]
+        self.commit_count += 1
+        return outcomes
+
+    def _deliver(self, outcomes: list[tuple[_WriteJob, bool, Any]]) -> None:
+        """In the reactor thread: fire each job's Deferred with its committed outcome."""
+        for job, succeeded, value in outcomes:
+            if succeeded:
+                if job.on_success is not None:
+                    job.on_success(value)
+                job.deferred.callback(value)
+            else:
+                job.deferred.errback(value)
+
+    # -- reads ----------------------------------------------------------------------
+
+    def _read(self, sql: str, parameters: Iterable[Any] = ()) -> list[Any]:
+        """All rows of one query on the read connection.
+
+        Fetching every row ends the statement, so no read transaction stays open to
+        pin an old snapshot.
+        """
+        if self._reader is None:
+            raise StoreNotRunning(f"the key store {self.path} is not running")
+        return self._reader.execute(sql, tuple(parameters)).fetchall()
+
+    def _answer(self, function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run a read now and return its outcome as a fired Deferred."""
+        try:
+            return succeed(function(*args))
+        except Exception:
+            return fail()
+
+    # -- IKeyStore --------------------------------------------------------------------
+
+    def add_object(self, obj: ManagedObject) -> Deferred[None]:
+        """Store a new object; fails with :class:`ObjectExists` for a used identifier."""
+        try:
+            rows = _attribute_rows(obj)
+        except Exception:
+            return fail()
+        values = (
+            obj.unique_identifier,
+            obj.tenant,
+            obj.object_type,
+            None if obj.wrapped_material is None else bytes(obj.wrapped_material),
+            obj.revision,
+            int(time.time()),
+        )
+
+        def add(connection: sqlite3.Connection) -> None:
+            found = connection.execute(
+                "SELECT 1 FROM objects WHERE unique_identifier = ?", (values[0],)
+            ).fetchone()
+            if found is not None:
+                raise ObjectExists(f"an object with Unique Identifier {values[0]!r} exists")
+            connection.execute(
+                "INSERT INTO objects (unique_identifier, tenant, object_type, wrapped_material,"
+                " revision, created) VALUES (?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            connection.executemany(_INSERT_ATTRIBUTE, rows)
+
+        return self._submit(add)
+
+    def get_object(self, tenant: str, unique_identifier: str) -> Deferred[ManagedObject | None]:
+        """The tenant's object, or None (also when another tenant owns it)."""
+        return self._answer(self._get_object, tenant, unique_identifier)
+
+    def _get_object(self, tenant: str, unique_identifier: str) -> ManagedObject | None:
+        # One statement, so the object row and its attributes come from one snapshot.
+        rows = self._read(
+            "SELECT o.object_type, o.wrapped_material, o.revision, a.name, a.item"
+            " FROM objects o LEFT JOIN attributes a ON a.unique_identifier = o.unique_identifier"
+            " WHERE o.unique_identifier = ? AND o.tenant = ?"
+            " ORDER BY a.position, a.idx",
+            (unique_identifier, tenant),
+        )
+        if not rows:
+            return None
+        object_type, wrapped_material, revision = rows[0][:3]
+        attributes: dict[str, list[ttlv.Item]] = {}
+        for *_, name, item in rows:
+            if name is not None:
+                attributes.setdefault(name, []).append(ttlv.decode(item))
+        return ManagedObject(
+            unique_identifier=unique_identifier,
+            tenant=tenant,
+            object_type=object_type,
+            attributes=attributes,
+            wrapped_material=wrapped_material,
+            revision=revision,
+        )
+
+    def update_object(self, obj: ManagedObject) -> Deferred[None]:
+        """Replace the object's attributes and material if nobody changed it meanwhile.
+
+        Fails with :class:`ConcurrentModification` when the stored revision is not
+        ``obj.revision`` (or the object is gone); on success ``obj.revision`` goes up
+        by one.
+        """
+        try:
+            rows = _attribute_rows(obj)
+        except Exception:
+            return fail()
+        revision = obj.revision
+        key = (obj.unique_identifier, obj.tenant)
+        values = (
+            obj.object_type,
+            None if obj.wrapped_material is None else bytes(obj.wrapped_material),
+            *key,
+            revision,
+        )
+
+        def update(connection: sqlite3.Connection) -> None:
+            cursor = connection.execute(
+                "UPDATE objects SET object_type = ?, wrapped_material = ?, revision = revision + 1"
+                " WHERE unique_identifier = ? AND tenant = ? AND revision = ?",
+                values,
+            )
+            if cursor.rowcount != 1:
+                raise ConcurrentModification(
+                    f"object {key[0]} changed since revision {revision} was read (or is gone)"
+                )
+            connection.execute("DELETE FROM attributes WHERE unique_identifier = ?", key[:1])
+            connection.executemany(_INSERT_ATTRIBUTE, rows)
+
+        def updated(_: None) -> None:
+            obj.revision = revision + 1
+
+        return self._submit(update, updated)
+
+    def locate(
+        self,
+        tenant: str,
+        criteria: list[LocateCriterion],
+        offset: int,
+        maximum: int | None,
+    ) -> Deferred[list[str]]:
+        """The tenant's objects matching every criterion, newest first, in one query."""
+        return self._answer(self._locate, tenant, criteria, offset, maximum)
+
+    def _locate(
+        self, tenant: str, criteria: list[LocateCriterion], offset: int, maximum: int | None
+    ) -> list[str]:
+        conditions = schema.match_conditions(criteria)
+        if conditions is None:
+            return []
+        sql, parameters = locate_sql(tenant, conditions, offset, maximum)
+        return [unique_identifier for (unique_identifier,) in self._read(sql, parameters)]
+
+    def locate_count(self, tenant: str, criteria: list[LocateCriterion]) -> Deferred[int]:
+        """How many of the tenant's objects match every criterion (Located Items)."""
+        return self._answer(self._locate_count, tenant, criteria)
+
+    def _locate_count(self, tenant: str, criteria: list[LocateCriterion]) -> int:
+        conditions = schema.match_conditions(criteria)
+        if conditions is None:
+            return 0
+        sql, parameters = locate_sql(tenant, conditions, 0, None)
+        ((count,),) = self._read(f"SELECT count(*) FROM ({sql})", parameters)
+        return int(count)
+
+    def count_objects(self, tenant: str) -> Deferred[int]:
+        """How many objects the tenant has, in any state."""
+        return self._answer(self._count_objects, tenant)
+
+    def _count_objects(self, tenant: str) -> int:
+        ((count,),) = self._read("SELECT count(*) FROM objects WHERE tenant = ?", (tenant,))
+        return int(count)
+
+    # -- ITenancy ---------------------------------------------------------------------
+
+    def add_tenant(self, tenant: Tenant) -> Deferred[None]:
+        """Create a tenant; fails with :class:`TenantExists` if the name is taken."""
+
+        def add(connection: sqlite3.Connection) -> None:
+            if connection.execute(
+                "SELECT 1 FROM tenants WHERE name = ?", (tenant.name,)
+            ).fetchone():
+                raise TenantExists(f"tenant {tenant.name!r} already exists")
+            connection.execute(
+                "INSERT INTO tenants (name, root_key_kind, root_key_id, created)"
+                " VALUES (?, ?, ?, ?)",
+                (tenant.name, tenant.root_key_kind, tenant.root_key_id, tenant.created),
+            )
+
+        return self._submit(add)
+
+    def get_tenant(self, name: str) -> Deferred[Tenant | None]:
+        """The tenant of that name, or None."""
+        return self._answer(self._get_tenant, name)
+
+    def _get_tenant(self, name: str) -> Tenant | None:
+        rows = self._read(
+            "SELECT name, root_key_kind, root_key_id, created FROM tenants WHERE name = ?", (name,)
+        )
+        return Tenant(*rows[0]) if rows else None
+
+    def list_tenants(self) -> Deferred[list[Tenant]]:
+        """Every tenant, by name."""
+        return self._answer(
+            lambda: [
+                Tenant(*row)
+                for row in self._read(
+                    "SELECT name, root_key_kind, root_key_id, created FROM tenants ORDER BY name"
+                )
+            ]
+        )
+
+    def add_certificate(self, certificate: ClientCertificate) -> Deferred[None]:
+        """Register a client certificate to its tenant; it stops being pending.
+
+        Fails with :class:`UnknownTenant` when the tenant does not exist and with
+        :class:`CertificateConflict` when the fingerprint is already registered.
+        """
+
+        def add(connection: sqlite3.Connection) -> None:
+            if not connection.execute(
+                "SELECT 1 FROM tenants WHERE name = ?", (certificate.tenant,)
+            ).fetchone():
+                raise UnknownTenant(f"tenant {certificate.tenant!r} does not exist")
+            owner = connection.execute(
+                "SELECT tenant FROM certificates WHERE fingerprint = ?", (certificate.fingerprint,)
+            ).fetchone()
+            if owner is not None:
+                raise CertificateConflict(
+                    f"certificate {certificate.fingerprint} is already registered to tenant "
+                    f"{owner[0]!r}"
+                )
+            connection.execute(
+                "INSERT INTO certificates (fingerprint, tenant, subject, issuer, not_after, added)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    certificate.fingerprint,
+                    certificate.tenant,
+                    certificate.subject,
+                    certificate.issuer,
+                    certificate.not_after,
+                    certificate.added,
+                ),
+            )
+            connection.execute(
+                "DELETE FROM pending_certificates WHERE fingerprint = ?", (certificate.fingerprint,)
+            )
+
+        return self._submit(add)
+
+    def remove_certificate(self, fingerprint: str) -> Deferred[bool]:
+        """Unregister a certificate; True when it was registered."""
+
+        def remove(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "DELETE FROM certificates WHERE fingerprint = ?", (fingerprint,)
+            )
+            return cursor.rowcount > 0
+
+        return self._submit(remove)
+
+    def list_certificates(self, tenant: str) -> Deferred[list[ClientCertificate]]:
+        """The tenant's registered certificates, oldest first."""
+        return self._answer(
+            lambda: [
+                ClientCertificate(*row)
+                for row in self._read(
+                    "SELECT fingerprint, tenant, subject, issuer, not_after, added"
+                    " FROM certificates WHERE tenant = ? ORDER BY added, fingerprint",
+                    (tenant,),
+                )
+            ]
+        )
+
+    def tenant_for_fingerprint(self, fingerprint: str) -> Deferred[str | None]:
+        """The tenant the certificate is registered to, or None."""
+        return self._answer(self._tenant_for_fingerprint, fingerprint)
+
+    def _tenant_for_fingerprint(self, fingerprint: str) -> str | None:
+        rows = self._read("SELECT tenant FROM certificates WHERE fingerprint = ?", (fingerprint,))
+        return rows[0][0] if rows else None
+
+    def record_pending(
+        self,
+        fingerprint: str,
+        subject: str,
+        issuer: str,
+        address: str,
+        certificate_pem: str,
+        now: int,
+    ) -> Deferred[None]:
+        """Remember an unregistered certificate, or refresh it: last seen, address, count.
+
+        A certificate registered meanwhile is not recorded.  At most ``max_pending``
+        are kept; beyond that the least recently seen are forgotten, so that a stream
+        of made-up certificates cannot fill the disk.
+        """
+        max_pending = self.max_pending
+
+        def record(connection: sqlite3.Connection) -> None:
+            if connection.execute(
+                "SELECT 1 FROM certificates WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone():
+                return
+            cursor = connection.execute(
+                "UPDATE pending_certificates SET last_seen = ?, address = ?, count = count + 1"
+                " WHERE fingerprint = ?",
+                (now, address, fingerprint),
+            )
+            if cursor.rowcount:
+                return
+            connection.execute(
+                "INSERT INTO pending_certificates (fingerprint, subject, issuer, first_seen,"
+                " last_seen, address, count, certificate_pem) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                (fingerprint, subject, issuer, now, now, address, certificate_pem),
+            )
+            connection.execute(
+                "DELETE FROM pending_certificates WHERE fingerprint IN ("
+                " SELECT fingerprint FROM pending_certificates"
+                " ORDER BY last_seen DESC, fingerprint LIMIT -1 OFFSET ?)",
+                (max_pending,),
+            )
+
+        return self._submit(record)
+
+    def list_pending(self) -> Deferred[list[PendingCertificate]]:
+        """Every pending certificate, most recently seen first."""
+        return self._answer(
+            lambda: [
+                PendingCertificate(*row)
+                for row in self._read(
+                    "SELECT fingerprint, subject, issuer, first_seen, last_seen, address, count,"
+                    " certificate_pem FROM pending_certificates"
+                    " ORDER BY last_seen DESC, fingerprint"
+                )
+            ]
+        )
+
+    def remove_pending(self, fingerprint: str) -> Deferred[bool]:
+        """Forget a pending certificate; True when it was pending."""
+
+        def remove(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "DELETE FROM pending_certificates WHERE fingerprint = ?", (fingerprint,)
+            )
+            return cursor.rowcount > 0
+
+        return self._submit(remove)

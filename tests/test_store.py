@@ -1,0 +1,792 @@
+"""Tests for the key stores: one contract, held by the sqlite store and the memory store.
+
+The contract tests run against both implementations (txacme's ``test_store`` shape);
+the sqlite tests below them check what only a database can get wrong: durability,
+group commit, schema versions and query plans.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from kmiptwist import ttlv
+from kmiptwist.interfaces import (
+    ClientCertificate,
+    ConcurrentModification,
+    IKeyStore,
+    ITenancy,
+    LocateCriterion,
+    Tenant,
+)
+from kmiptwist.objects import ManagedObject
+from kmiptwist.store import schema
+from kmiptwist.store.schema import SchemaTooNew
+from kmiptwist.store.sqlite import (
+    _INSERT_ATTRIBUTE,
+    CertificateConflict,
+    ObjectExists,
+    SQLiteStore,
+    StoreNotRunning,
+    TenantExists,
+    UnknownTenant,
+    _attribute_rows,
+    locate_sql,
+)
+from kmiptwist.testing.memory_store import MemoryStore
+from kmiptwist.vocabulary.enums import NameType, ObjectType, State
+from kmiptwist.vocabulary.tags import Tag
+
+
+def _name(value: str, tag: int = Tag.NAME) -> ttlv.Item:
+    return ttlv.structure(
+        tag,
+        [
+            ttlv.text_string(Tag.NAME_VALUE, value),
+            ttlv.enumeration(Tag.NAME_TYPE, NameType.UNINTERPRETED_TEXT_STRING),
+        ],
+    )
+
+
+def _key(
+    unique_identifier: str,
+    tenant: str = "alpha",
+    name: str | None = None,
+    state: int = State.PRE_ACTIVE,
+    length: int = 256,
+    initial: int = 1_700_000_000,
+    extra: dict[str, list[ttlv.Item]] | None = None,
+) -> ManagedObject:
+    """A symmetric key as the operations layer would store it."""
+    attributes: dict[str, list[ttlv.Item]] = {
+        "Unique Identifier": [ttlv.text_string(Tag.UNIQUE_IDENTIFIER, unique_identifier)],
+        "Name": [_name(name or f"name-{unique_identifier}")],
+        "State": [ttlv.enumeration(Tag.STATE, state)],
+        "Cryptographic Length": [ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, length)],
+        "Initial Date": [ttlv.date_time(Tag.INITIAL_DATE, initial)],
+    }
+    attributes.update(extra or {})
+    return ManagedObject(
+        unique_identifier=unique_identifier,
+        tenant=tenant,
+        object_type=ObjectType.SYMMETRIC_KEY,
+        attributes=attributes,
+        wrapped_material=b"\x01wrapped:" + unique_identifier.encode(),
+    )
+
+
+def _certificate(fingerprint: str, tenant: str, added: int = 100) -> ClientCertificate:
+    return ClientCertificate(
+        fingerprint=fingerprint,
+        tenant=tenant,
+        subject=f"CN={fingerprint}",
+        issuer="CN=kmiptwist CA",
+        not_after=2_000_000_000,
+        added=added,
+    )
+
+
+class _StoreContract:
+    """What every IKeyStore/ITenancy implementation must do, as clients see it."""
+
+    # Provided by TestCase.
+    assertEqual: Any
+    assertIsNone: Any
+    assertIs: Any
+    assertTrue: Any
+    assertFalse: Any
+    failureResultOf: Any
+
+    def make_store(self) -> Any:
+        """A new, running, empty store."""
+        raise NotImplementedError
+
+    async def _add(self, store: Any, *objects: ManagedObject) -> None:
+        for obj in objects:
+            await store.add_object(obj)
+
+    async def _failure(self, deferred: Any, exception: type[Exception]) -> Exception:
+        """Await ``deferred`` and return the exception it failed with."""
+        try:
+            await deferred
+        except exception as error:
+            return error
+        raise AssertionError(f"expected {exception.__name__}")
+
+    def test_provides_interfaces(self) -> None:
+        """The store is a complete IKeyStore and ITenancy."""
+        store = self.make_store()
+        self.assertTrue(verifyObject(IKeyStore, store))
+        self.assertTrue(verifyObject(ITenancy, store))
+
+    async def test_round_trip(self) -> None:
+        """An object comes back exactly as stored: every attribute instance in order,
+        the order of attribute names, and the wrapped material byte for byte."""
+        store = self.make_store()
+        obj = _key(
+            "uid-1",
+            extra={
+                "x-vmware": [
+                    ttlv.text_string(Tag.ATTRIBUTE_VALUE, "second"),
+                    ttlv.text_string(Tag.ATTRIBUTE_VALUE, "first"),
+                ],
+                "Object Group": [ttlv.text_string(Tag.OBJECT_GROUP, "g")],
+                "x-flag": [ttlv.boolean(Tag.ATTRIBUTE_VALUE, True)],
+                "x-bytes": [ttlv.byte_string(Tag.ATTRIBUTE_VALUE, b"\x00\xff")],
+                "x-big": [ttlv.big_integer(Tag.ATTRIBUTE_VALUE, -(1 << 70))],
+                "x-long": [ttlv.long_integer(Tag.ATTRIBUTE_VALUE, 1 << 40)],
+                "x-interval": [ttlv.interval(Tag.ATTRIBUTE_VALUE, 86400)],
+                "x-micro": [ttlv.date_time_extended(Tag.ATTRIBUTE_VALUE, 1_700_000_000_123_456)],
+            },
+        )
+        obj.wrapped_material = bytes(range(256))
+        await store.add_object(obj)
+        found = await store.get_object("alpha", "uid-1")
+        self.assertEqual(found.attributes, obj.attributes)
+        self.assertEqual(list(found.attributes), list(obj.attributes))
+        self.assertEqual(found.wrapped_material, bytes(range(256)))
+        self.assertEqual(found.object_type, ObjectType.SYMMETRIC_KEY)
+        self.assertEqual((found.unique_identifier, found.tenant), ("uid-1", "alpha"))
+        self.assertEqual(found.revision, 0)
+
+    async def test_object_without_material_or_attributes(self) -> None:
+        """A destroyed object keeps its metadata with no material; an object may have no
+        attributes at all."""
+        store = self.make_store()
+        await store.add_object(ManagedObject("bare", "alpha", ObjectType.OPAQUE_OBJECT))
+        found = await store.get_object("alpha", "bare")
+        self.assertEqual(found.attributes, {})
+        self.assertIsNone(found.wrapped_material)
+
+    async def test_copies(self) -> None:
+        """Changing an object in memory changes nothing stored until it is updated."""
+        store = self.make_store()
+        obj = _key("uid-1")
+        await store.add_object(obj)
+        obj.set("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        found = await store.get_object("alpha", "uid-1")
+        found.attributes["Name"][0].value.append(ttlv.text_string(Tag.NAME_VALUE, "x"))
+        again = await store.get_object("alpha", "uid-1")
+        self.assertEqual(again.value("State"), State.PRE_ACTIVE)
+        self.assertEqual(len(again.values("Name")[0].value), 2)
+
+    async def test_missing(self) -> None:
+        """An identifier nobody stored is simply not found."""
+        store = self.make_store()
+        self.assertIsNone(await store.get_object("alpha", "nothing"))
+
+    async def test_duplicate_identifier(self) -> None:
+        """A Unique Identifier is unique across tenants; reusing one is refused."""
+        store = self.make_store()
+        await store.add_object(_key("uid-1"))
+        await self._failure(store.add_object(_key("uid-1", tenant="beta")), ObjectExists)
+        self.assertEqual(await store.count_objects("beta"), 0)
+
+    async def test_tenant_scoping(self) -> None:
+        """A tenant cannot get, locate, count or update another tenant's objects."""
+        store = self.make_store()
+        await self._add(store, _key("a-1", name="shared"), _key("a-2"))
+        self.assertIsNone(await store.get_object("beta", "a-1"))
+        self.assertEqual(await store.locate("beta", [], 0, None), [])
+        by_name = [LocateCriterion("Name", _name("shared"))]
+        self.assertEqual(await store.locate("beta", by_name, 0, None), [])
+        self.assertEqual(await store.locate("alpha", by_name, 0, None), ["a-1"])
+        self.assertEqual(await store.count_objects("alpha"), 2)
+        self.assertEqual(await store.count_objects("beta"), 0)
+        intruder = _key("a-1", tenant="beta", state=State.DESTROYED)
+        await self._failure(store.update_object(intruder), ConcurrentModification)
+        self.assertEqual((await store.get_object("alpha", "a-1")).value("State"), State.PRE_ACTIVE)
+
+    async def test_update(self) -> None:
+        """An update with the current revision replaces attributes and material, and
+        bumps the revision; Locate sees the new values, not the old."""
+        store = self.make_store()
+        await store.add_object(
+            _key("uid-1", extra={"x-a": [ttlv.text_string(Tag.ATTRIBUTE_VALUE, "v")]})
+        )
+        obj = await store.get_object("alpha", "uid-1")
+        obj.set("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        obj.remove("x-a")
+        obj.wrapped_material = None
+        await store.update_object(obj)
+        self.assertEqual(obj.revision, 1)
+        found = await store.get_object("alpha", "uid-1")
+        self.assertEqual(found.revision, 1)
+        self.assertEqual(found.attributes, obj.attributes)
+        self.assertIsNone(found.wrapped_material)
+        active = LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        pre_active = LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.PRE_ACTIVE))
+        old = LocateCriterion("x-a", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "v"))
+        self.assertEqual(await store.locate("alpha", [active], 0, None), ["uid-1"])
+        self.assertEqual(await store.locate("alpha", [pre_active], 0, None), [])
+        self.assertEqual(await store.locate("alpha", [old], 0, None), [])
+        await store.update_object(found)
+        self.assertEqual((await store.get_object("alpha", "uid-1")).revision, 2)
+
+    async def test_stale_update(self) -> None:
+        """Of two clients changing one object from the same read, the second is told of
+        the conflict, and its change is not applied."""
+        store = self.make_store()
+        await store.add_object(_key("uid-1"))
+        first = await store.get_object("alpha", "uid-1")
+        second = await store.get_object("alpha", "uid-1")
+        first.set("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        await store.update_object(first)
+        second.set("State", ttlv.enumeration(Tag.STATE, State.DESTROYED))
+        second.wrapped_material = None
+        await self._failure(store.update_object(second), ConcurrentModification)
+        self.assertEqual(second.revision, 0)
+        found = await store.get_object("alpha", "uid-1")
+        self.assertEqual(found.value("State"), State.ACTIVE)
+        self.assertEqual(found.wrapped_material, b"\x01wrapped:uid-1")
+        self.assertEqual(found.revision, 1)
+
+    async def test_update_missing(self) -> None:
+        """Updating an object that does not exist fails and creates nothing."""
+        store = self.make_store()
+        await self._failure(store.update_object(_key("ghost")), ConcurrentModification)
+        self.assertIsNone(await store.get_object("alpha", "ghost"))
+
+    # -- Locate -----------------------------------------------------------------------
+
+    async def _population(self, store: Any) -> None:
+        """k1..k5 of alpha, oldest first, and one object of beta."""
+        await self._add(
+            store,
+            _key(
+                "k1",
+                name="db",
+                state=State.ACTIVE,
+                length=128,
+                initial=100,
+                extra={"x-app": [ttlv.text_string(Tag.ATTRIBUTE_VALUE, "vcenter")]},
+            ),
+            _key("k2", name="web", state=State.ACTIVE, length=256, initial=200),
+            _key(
+                "k3",
+                name="db",
+                state=State.PRE_ACTIVE,
+                length=256,
+                initial=300,
+                extra={
+                    "x-app": [
+                        ttlv.text_string(Tag.ATTRIBUTE_VALUE, "vcenter"),
+                        ttlv.text_string(Tag.ATTRIBUTE_VALUE, "vsan"),
+                    ]
+                },
+            ),
+            _key("k4", name="mail", state=State.ACTIVE, length=256, initial=400),
+            _key("k5", name="db", state=State.DEACTIVATED, length=128, initial=500),
+            _key("b1", tenant="beta", name="db", state=State.ACTIVE, length=256, initial=300),
+        )
+
+    async def _locate(
+        self, store: Any, *criteria: LocateCriterion, offset: int = 0, maximum: int | None = None
+    ) -> list[str]:
+        found = await store.locate("alpha", list(criteria), offset, maximum)
+        self.assertEqual(
+            await store.locate_count("alpha", list(criteria)),
+            len(await store.locate("alpha", list(criteria), 0, None)),
+        )
+        return found
+
+    async def test_locate_all_newest_first(self) -> None:
+        """With no criteria Locate lists the tenant's objects, newest first."""
+        store = self.make_store()
+        await self._population(store)
+        self.assertEqual(await self._locate(store), ["k5", "k4", "k3", "k2", "k1"])
+
+    async def test_locate_text(self) -> None:
+        """Locate by a text attribute matches any of an object's instances, exactly."""
+        store = self.make_store()
+        await self._population(store)
+        vcenter = LocateCriterion("x-app", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "vcenter"))
+        vsan = LocateCriterion("x-app", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "vsan"))
+        partial = LocateCriterion("x-app", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "vcent"))
+        self.assertEqual(await self._locate(store, vcenter), ["k3", "k1"])
+        self.assertEqual(await self._locate(store, vsan), ["k3"])
+        self.assertEqual(await self._locate(store, vcenter, vsan), ["k3"])
+        self.assertEqual(await self._locate(store, partial), [])
+
+    async def test_locate_enumeration_and_integer(self) -> None:
+        """Locate by an enumeration (State) and an integer (Cryptographic Length)."""
+        store = self.make_store()
+        await self._population(store)
+        active = LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        short = LocateCriterion("Cryptographic Length", ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, 128))
+        self.assertEqual(await self._locate(store, active), ["k4", "k2", "k1"])
+        self.assertEqual(await self._locate(store, short), ["k5", "k1"])
+        self.assertEqual(await self._locate(store, active, short), ["k1"])
+
+    async def test_locate_structure(self) -> None:
+        """Locate by Name compares the whole structure, whether the criterion came tagged
+        as Name (KMIP 2.x) or as Attribute Value (KMIP 1.x)."""
+        store = self.make_store()
+        await self._population(store)
+        self.assertEqual(
+            await self._locate(store, LocateCriterion("Name", _name("db"))), ["k5", "k3", "k1"]
+        )
+        legacy = LocateCriterion("Name", _name("db", tag=Tag.ATTRIBUTE_VALUE))
+        self.assertEqual(await self._locate(store, legacy), ["k5", "k3", "k1"])
+        uri = ttlv.structure(
+            Tag.NAME,
+            [ttlv.text_string(Tag.NAME_VALUE, "db"), ttlv.enumeration(Tag.NAME_TYPE, NameType.URI)],
+        )
+        self.assertEqual(await self._locate(store, LocateCriterion("Name", uri)), [])
+
+    async def test_locate_two_criteria(self) -> None:
+        """Every criterion must hold."""
+        store = self.make_store()
+        await self._population(store)
+        db = LocateCriterion("Name", _name("db"))
+        active = LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        self.assertEqual(await self._locate(store, db, active), ["k1"])
+        self.assertEqual(await self._locate(store, active, db), ["k1"])
+
+    async def test_locate_date_range(self) -> None:
+        """Two instances of a date select the objects between them, both ends included;
+        one bound alone selects everything on its side."""
+        store = self.make_store()
+        await self._population(store)
+
+        def date(operator: str, when: int) -> LocateCriterion:
+            return LocateCriterion("Initial Date", ttlv.date_time(Tag.INITIAL_DATE, when), operator)
+
+        self.assertEqual(
+            await self._locate(store, date(">=", 200), date("<=", 400)), ["k4", "k3", "k2"]
+        )
+        self.assertEqual(await self._locate(store, date(">=", 201), date("<=", 399)), ["k3"])
+        self.assertEqual(await self._locate(store, date(">=", 400)), ["k5", "k4"])
+        self.assertEqual(await self._locate(store, date("<=", 100)), ["k1"])
+        self.assertEqual(await self._locate(store, date(">=", 401), date("<=", 399)), [])
+        self.assertEqual(await self._locate(store, date("=", 300)), ["k3"])
+        active = LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        self.assertEqual(await self._locate(store, date(">=", 150), active), ["k4", "k2"])
+
+    async def test_locate_types_do_not_mix(self) -> None:
+        """A number never matches text and a date range never matches a text value."""
+        store = self.make_store()
+        await self._add(
+            store,
+            _key("n", extra={"x-v": [ttlv.integer(Tag.ATTRIBUTE_VALUE, 5)]}),
+            _key("t", extra={"x-v": [ttlv.text_string(Tag.ATTRIBUTE_VALUE, "5")]}),
+            _key("b", extra={"x-v": [ttlv.byte_string(Tag.ATTRIBUTE_VALUE, b"5")]}),
+        )
+
+        def criterion(item: ttlv.Item, operator: str = "=") -> LocateCriterion:
+            return LocateCriterion("x-v", item, operator)
+
+        self.assertEqual(
+            await self._locate(store, criterion(ttlv.integer(Tag.ATTRIBUTE_VALUE, 5))), ["n"]
+        )
+        self.assertEqual(
+            await self._locate(store, criterion(ttlv.text_string(Tag.ATTRIBUTE_VALUE, "5"))), ["t"]
+        )
+        self.assertEqual(
+            await self._locate(store, criterion(ttlv.byte_string(Tag.ATTRIBUTE_VALUE, b"5"))), ["b"]
+        )
+        self.assertEqual(
+            await self._locate(store, criterion(ttlv.date_time(Tag.ATTRIBUTE_VALUE, 0), ">=")),
+            ["n"],
+        )
+        self.assertEqual(
+            await self._locate(store, criterion(ttlv.text_string(Tag.ATTRIBUTE_VALUE, ""), ">=")),
+            ["t"],
+        )
+        self.assertEqual(
+            await self._locate(store, criterion(ttlv.text_string(Tag.ATTRIBUTE_VALUE, "9"), "<=")),
+            ["t"],
+        )
+        self.assertEqual(
+            await self._locate(
+                store,
+                criterion(ttlv.integer(Tag.ATTRIBUTE_VALUE, 0), ">="),
+                criterion(ttlv.text_string(Tag.ATTRIBUTE_VALUE, "9"), "<="),
+            ),
+            [],
+        )
+
+    async def test_locate_offset_and_maximum(self) -> None:
+        """Offset skips and Maximum bounds, over the newest-first order."""
+        store = self.make_store()
+        await self._population(store)
+        self.assertEqual(await self._locate(store, maximum=2), ["k5", "k4"])
+        self.assertEqual(await self._locate(store, offset=2, maximum=2), ["k3", "k2"])
+        self.assertEqual(await self._locate(store, offset=4, maximum=2), ["k1"])
+        self.assertEqual(await self._locate(store, offset=9), [])
+        self.assertEqual(await self._locate(store, maximum=0), [])
+        db = LocateCriterion("Name", _name("db"))
+        self.assertEqual(await self._locate(store, db, offset=1, maximum=1), ["k3"])
+
+    async def test_locate_absent_attribute(self) -> None:
+        """A criterion on an attribute no object has matches nothing."""
+        store = self.make_store()
+        await self._population(store)
+        absent = LocateCriterion("x-none", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "vcenter"))
+        self.assertEqual(await self._locate(store, absent), [])
+
+    # -- tenancy ------------------------------------------------------------------------
+
+    async def test_tenants(self) -> None:
+        """Tenants are created once, found by name and listed by name."""
+        store = self.make_store()
+        beta = Tenant("beta", "keyprotect", "root-key-id", 50)
+        await store.add_tenant(beta)
+        await store.add_tenant(Tenant("alpha", created=10))
+        self.assertEqual(await store.get_tenant("beta"), beta)
+        self.assertIsNone(await store.get_tenant("gamma"))
+        self.assertEqual([t.name for t in await store.list_tenants()], ["alpha", "beta"])
+        await self._failure(store.add_tenant(Tenant("beta")), TenantExists)
+        self.assertEqual(await store.get_tenant("beta"), beta)
+
+    async def test_certificates(self) -> None:
+        """A registered certificate identifies its tenant until it is removed."""
+        store = self.make_store()
+        await store.add_tenant(Tenant("alpha"))
+        await store.add_certificate(_certificate("fp-2", "alpha", added=200))
+        await store.add_certificate(_certificate("fp-1", "alpha", added=100))
+        self.assertEqual(await store.tenant_for_fingerprint("fp-1"), "alpha")
+        self.assertIsNone(await store.tenant_for_fingerprint("fp-unknown"))
+        self.assertEqual(
+            await store.list_certificates("alpha"),
+            [_certificate("fp-1", "alpha", added=100), _certificate("fp-2", "alpha", added=200)],
+        )
+        self.assertIs(await store.remove_certificate("fp-1"), True)
+        self.assertIs(await store.remove_certificate("fp-1"), False)
+        self.assertIsNone(await store.tenant_for_fingerprint("fp-1"))
+        self.assertEqual(await store.list_certificates("beta"), [])
+
+    async def test_certificate_conflict(self) -> None:
+        """One certificate cannot belong to two tenants (nor twice to one)."""
+        store = self.make_store()
+        await store.add_tenant(Tenant("alpha"))
+        await store.add_tenant(Tenant("beta"))
+        await store.add_certificate(_certificate("fp", "alpha"))
+        error = await self._failure(
+            store.add_certificate(_certificate("fp", "beta")), CertificateConflict
+        )
+        self.assertTrue("alpha" in str(error))
+        await self._failure(store.add_certificate(_certificate("fp", "alpha")), CertificateConflict)
+        self.assertEqual(await store.tenant_for_fingerprint("fp"), "alpha")
+        self.assertEqual(await store.list_certificates("beta"), [])
+
+    async def test_certificate_unknown_tenant(self) -> None:
+        """A certificate cannot be registered to a tenant that does not exist."""
+        store = self.make_store()
+        await self._failure(store.add_certificate(_certificate("fp", "nobody")), UnknownTenant)
+        self.assertIsNone(await store.tenant_for_fingerprint("fp"))
+
+    async def test_pending(self) -> None:
+        """An unknown certificate is remembered once, with when it was first and last
+        seen, from where, and how often."""
+        store = self.make_store()
+        await store.record_pending("fp-a", "CN=a", "CN=ca", "10.0.0.1:1", "PEM-A", 100)
+        await store.record_pending("fp-b", "CN=b", "CN=ca", "10.0.0.2:1", "PEM-B", 150)
+        await store.record_pending("fp-a", "CN=a", "CN=ca", "10.0.0.3:7", "PEM-A", 200)
+        pending = await store.list_pending()
+        self.assertEqual([p.fingerprint for p in pending], ["fp-a", "fp-b"])
+        a = pending[0]
+        self.assertEqual(
+            (a.subject, a.issuer, a.first_seen, a.last_seen, a.address, a.count, a.certificate_pem),
+            ("CN=a", "CN=ca", 100, 200, "10.0.0.3:7", 2, "PEM-A"),
+        )
+        self.assertEqual(pending[1].count, 1)
+        self.assertIs(await store.remove_pending("fp-b"), True)
+        self.assertIs(await store.remove_pending("fp-b"), False)
+        self.assertEqual([p.fingerprint for p in await store.list_pending()], ["fp-a"])
+
+    async def test_approving_pending(self) -> None:
+        """Registering a pending certificate takes it off the pending list, and a
+        registered certificate is not recorded as pending again."""
+        store = self.make_store()
+        await store.add_tenant(Tenant("alpha"))
+        await store.record_pending("fp", "CN=a", "CN=ca", "10.0.0.1:1", "PEM", 100)
+        await store.add_certificate(_certificate("fp", "alpha"))
+        self.assertEqual(await store.list_pending(), [])
+        await store.record_pending("fp", "CN=a", "CN=ca", "10.0.0.1:1", "PEM", 200)
+        self.assertEqual(await store.list_pending(), [])
+
+    async def test_pending_bounded(self) -> None:
+        """A flood of made-up certificates keeps only the most recently seen."""
+        store = self.make_store()
+        store.max_pending = 3
+        for n in range(5):
+            await store.record_pending(f"fp-{n}", "CN=x", "CN=x", "addr", "PEM", 100 + n)
+        self.assertEqual(
+            [p.fingerprint for p in await store.list_pending()], ["fp-4", "fp-3", "fp-2"]
+        )
+
+
+class MemoryStoreTests(_StoreContract, TestCase):
+    """The memory store keeps the contract."""
+
+    def make_store(self) -> MemoryStore:
+        """A memory store."""
+        store = MemoryStore()
+        store.startService()
+        return store
+
+
+class SQLiteStoreTests(_StoreContract, TestCase):
+    """The sqlite store keeps the contract, with a real database and writer thread."""
+
+    def make_store(self, path: str | None = None) -> SQLiteStore:
+        """A running sqlite store on a new file; stopped at the end of the test."""
+        from twisted.internet import reactor
+
+        store = SQLiteStore(path or self.mktemp(), cast(Any, reactor))
+        store.startService()
+        self.addCleanup(store.stopService)
+        return store
+
+    async def test_survives_restart(self) -> None:
+        """Everything acknowledged is there after the server stops and starts again."""
+        path = self.mktemp()
+        store = self.make_store(path)
+        await store.add_tenant(Tenant("alpha", created=7))
+        await store.add_certificate(_certificate("fp", "alpha"))
+        await store.record_pending("fp-p", "CN=p", "CN=ca", "addr", "PEM", 100)
+        obj = _key("uid-1")
+        await store.add_object(obj)
+        obj.set("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        await store.update_object(obj)
+        await store.stopService()
+        reopened = self.make_store(path)
+        found = await reopened.get_object("alpha", "uid-1")
+        assert found is not None
+        self.assertEqual((found.attributes, found.revision), (obj.attributes, 1))
+        self.assertEqual(found.wrapped_material, obj.wrapped_material)
+        self.assertEqual(await reopened.get_tenant("alpha"), Tenant("alpha", created=7))
+        self.assertEqual(await reopened.tenant_for_fingerprint("fp"), "alpha")
+        self.assertEqual([p.count for p in await reopened.list_pending()], [1])
+        await reopened.add_object(_key("uid-2"))
+        self.assertEqual(await reopened.locate("alpha", [], 0, None), ["uid-2", "uid-1"])
+
+    async def test_group_commit(self) -> None:
+        """Fifty clients creating keys at once all succeed, in fewer commits (disk
+        flushes) than keys."""
+        store = self.make_store()
+        before = store.commit_count
+        await defer.gatherResults([store.add_object(_key(f"uid-{n}")) for n in range(50)])
+        self.assertEqual(await store.count_objects("alpha"), 50)
+        self.assertTrue(store.commit_count - before < 50, store.commit_count - before)
+
+    async def test_failure_in_group_alone(self) -> None:
+        """A write that fails (a duplicate identifier) fails alone: the writes committed
+        with it in the same transaction succeed."""
+        store = self.make_store()
+        await store.add_object(_key("taken"))
+        gate = threading.Event()
+        before = store.commit_count
+        # Hold the writer thread in a job so the writes below queue up as one group.
+        blocker = store._submit(lambda connection: gate.wait(10))
+
+        def half_done(connection: sqlite3.Connection) -> None:
+            connection.execute("INSERT INTO tenants VALUES ('half', 'local', 'default', 0)")
+            raise RuntimeError("failed after writing")
+
+        writes = [
+            store.add_object(_key("new-1")),
+            store.add_object(_key("taken", name="impostor")),
+            store._submit(half_done),
+            store.add_object(_key("new-2")),
+            store.add_tenant(Tenant("alpha")),
+        ]
+        gate.set()
+        outcomes = await defer.DeferredList([blocker, *writes], consumeErrors=True)
+        self.assertEqual([ok for ok, _ in outcomes], [True, True, False, False, True, True])
+        outcomes[2][1].trap(ObjectExists)
+        outcomes[3][1].trap(RuntimeError)
+        self.assertTrue(store.commit_count - before <= 2)
+        self.assertEqual(await store.locate("alpha", [], 0, None), ["new-2", "new-1", "taken"])
+        taken = await store.get_object("alpha", "taken")
+        assert taken is not None
+        self.assertEqual(taken.values("Name"), [_name("name-taken")])
+        self.assertEqual([t.name for t in await store.list_tenants()], ["alpha"])
+
+    async def test_reads_see_acknowledged_writes(self) -> None:
+        """As soon as a write is acknowledged, every read sees it."""
+        store = self.make_store()
+        seen = []
+        for n in range(20):
+            await store.add_object(_key(f"uid-{n}"))
+            seen.append((await store.get_object("alpha", f"uid-{n}")) is not None)
+        self.assertEqual(seen, [True] * 20)
+
+    def test_future_schema_refused(self) -> None:
+        """A database written by a newer kmiptwist is refused, clearly, and left as is."""
+        path = self.mktemp()
+        connection = sqlite3.connect(path)
+        connection.execute("PRAGMA user_version = 99")
+        connection.close()
+        from twisted.internet import reactor
+
+        store = SQLiteStore(path, cast(Any, reactor))
+        error = self.assertRaises(SchemaTooNew, store.startService)
+        self.assertTrue("99" in str(error) and "newer kmiptwist" in str(error), str(error))
+        self.assertFalse(store.running)
+        connection = sqlite3.connect(path)
+        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (99,))
+        self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("delete",))
+        self.assertEqual(connection.execute("SELECT count(*) FROM sqlite_master").fetchone(), (0,))
+        connection.close()
+
+    def test_failed_migration_rolls_back(self) -> None:
+        """A migration that fails leaves the database at the version before it."""
+        connection = sqlite3.connect(self.mktemp(), isolation_level=None)
+        broken = [*schema.MIGRATIONS, ["CREATE TABLE extra (x)", "this is not sql"]]
+        self.assertRaises(sqlite3.OperationalError, schema.migrate, connection, broken)
+        self.assertEqual(schema.current_version(connection), schema.SCHEMA_VERSION)
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        self.assertFalse("extra" in tables)
+        self.assertEqual(schema.migrate(connection), schema.SCHEMA_VERSION)
+        connection.close()
+
+    def test_durable_settings(self) -> None:
+        """The database is in WAL mode with full fsync and foreign keys enforced."""
+        path = self.mktemp()
+        store = self.make_store(path)
+        connection = sqlite3.connect(path)
+        self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("wal",))
+        connection.close()
+        reader = store._reader
+        assert reader is not None
+        self.assertEqual(reader.execute("PRAGMA synchronous").fetchone(), (2,))
+        self.assertEqual(reader.execute("PRAGMA foreign_keys").fetchone(), (1,))
+        self.assertEqual(schema.current_version(reader), schema.SCHEMA_VERSION)
+
+    async def test_not_running(self) -> None:
+        """Using a stopped store fails clearly rather than losing writes."""
+        store = self.make_store()
+        await store.stopService()
+        await self._failure(store.add_object(_key("late")), StoreNotRunning)
+        await self._failure(store.get_object("alpha", "late"), StoreNotRunning)
+
+    async def test_stop_commits_queued_writes(self) -> None:
+        """Writes queued when the server stops are committed and acknowledged first."""
+        path = self.mktemp()
+        store = self.make_store(path)
+        writes = [store.add_object(_key(f"uid-{n}")) for n in range(10)]
+        await store.stopService()
+        self.assertEqual([w.called for w in writes], [True] * 10)
+        await defer.gatherResults(writes)
+        self.assertEqual(await self.make_store(path).count_objects("alpha"), 10)
+
+    def test_locate_uses_index(self) -> None:
+        """Locate is answered from the attribute index, not by scanning the tenant's
+        objects, however the criteria are ordered."""
+        store = self.make_store()
+        criteria = [
+            LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE)),
+            LocateCriterion("Initial Date", ttlv.date_time(Tag.INITIAL_DATE, 5), ">="),
+            LocateCriterion("Name", _name("db")),
+        ]
+        conditions = schema.match_conditions(criteria)
+        assert conditions is not None
+        self.assertEqual(conditions[0].name, "Name")
+        sql, parameters = locate_sql("alpha", conditions, 0, 10)
+        plan = " | ".join(
+            row[3]
+            for row in cast(sqlite3.Connection, store._reader).execute(
+                "EXPLAIN QUERY PLAN " + sql, parameters
+            )
+        )
+        self.assertTrue(
+            "USING COVERING INDEX attributes_by_value (tenant=? AND name=? AND match=?)" in plan,
+            plan,
+        )
+        self.assertTrue("SEARCH o USING INDEX sqlite_autoindex_objects_1" in plan, plan)
+        self.assertTrue("SEARCH a USING PRIMARY KEY (unique_identifier=? AND name=?)" in plan, plan)
+        self.assertFalse("SCAN" in plan, plan)
+
+    def test_file_is_private(self) -> None:
+        """A new database (and its write-ahead log) is readable by the server's user only."""
+        path = self.mktemp()
+        self.make_store(path)
+        for name in (path, path + "-wal"):
+            self.assertEqual(os.stat(name).st_mode & 0o077, 0, name)
+
+
+# -- the query and the memory store agree ------------------------------------------------
+
+_VALUES = st.one_of(
+    st.builds(ttlv.integer, st.just(Tag.ATTRIBUTE_VALUE), st.integers(-2, 3)),
+    st.builds(ttlv.enumeration, st.just(Tag.ATTRIBUTE_VALUE), st.integers(0, 3)),
+    st.builds(ttlv.date_time, st.just(Tag.ATTRIBUTE_VALUE), st.integers(-2, 3)),
+    st.builds(ttlv.boolean, st.just(Tag.ATTRIBUTE_VALUE), st.booleans()),
+    st.builds(
+        ttlv.long_integer,
+        st.just(Tag.ATTRIBUTE_VALUE),
+        st.sampled_from([-(1 << 63), 0, (1 << 63) - 1]),
+    ),
+    st.builds(
+        ttlv.text_string, st.just(Tag.ATTRIBUTE_VALUE), st.sampled_from(["", "a", "b", "ab", "é"])
+    ),
+    st.builds(
+        ttlv.byte_string,
+        st.just(Tag.ATTRIBUTE_VALUE),
+        st.sampled_from([b"", b"a", b"\x00", b"\xff"]),
+    ),
+    st.builds(_name, st.sampled_from(["a", "b"])),
+    st.builds(ttlv.big_integer, st.just(Tag.ATTRIBUTE_VALUE), st.integers(-2, 2)),
+)
+_NAMES = st.sampled_from(["x-a", "x-b"])
+_OBJECTS = st.lists(
+    st.tuples(
+        st.sampled_from(["alpha", "beta"]),
+        st.dictionaries(_NAMES, st.lists(_VALUES, min_size=1, max_size=3), max_size=2),
+    ),
+    max_size=12,
+)
+_CRITERIA = st.lists(
+    st.builds(LocateCriterion, _NAMES, _VALUES, st.sampled_from(["=", "=", ">=", "<="])),
+    max_size=3,
+)
+
+
+class LocateEquivalenceTests(SynchronousTestCase):
+    """The sqlite query finds exactly what the memory store finds, for any data and
+    criteria: tests written against the memory store hold for the real one."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(_OBJECTS, _CRITERIA, st.integers(0, 3), st.one_of(st.none(), st.integers(0, 4)))
+    def test_same_answers(
+        self,
+        objects: list[tuple[str, dict[str, list[ttlv.Item]]]],
+        criteria: list[LocateCriterion],
+        offset: int,
+        maximum: int | None,
+    ) -> None:
+        """Same identifiers, same order, same counts."""
+        connection = sqlite3.connect(":memory:", isolation_level=None)
+        self.addCleanup(connection.close)
+        schema.migrate(connection)
+        memory = MemoryStore()
+        for n, (tenant, attributes) in enumerate(objects):
+            obj = ManagedObject(f"uid-{n}", tenant, ObjectType.OPAQUE_OBJECT, attributes)
+            self.successResultOf(memory.add_object(obj))
+            connection.execute(
+                "INSERT INTO objects (unique_identifier, tenant, object_type, revision, created)"
+                " VALUES (?, ?, 0, 0, 0)",
+                (obj.unique_identifier, tenant),
+            )
+            connection.executemany(
+                _INSERT_ATTRIBUTE,
+                _attribute_rows(obj),
+            )
+        expected = self.successResultOf(memory.locate("alpha", criteria, offset, maximum))
+        conditions = schema.match_conditions(criteria)
+        if conditions is None:
+            found = []
+        else:
+            sql, parameters = locate_sql("alpha", conditions, offset, maximum)
+            found = [row[0] for row in connection.execute(sql, parameters)]
+        self.assertEqual(found, expected)
