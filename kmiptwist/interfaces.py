@@ -76,6 +76,9 @@ class IKeyStore(Interface):
         Newest first; ``offset`` skips, ``maximum`` bounds (None: all).
         """
 
+    def locate_count(tenant: str, criteria: list[LocateCriterion]) -> object:
+        """How many of the tenant's objects match every criterion (Located Items)."""
+
     def count_objects(tenant: str) -> object:
         """How many objects the tenant has (any state)."""
 
@@ -138,6 +141,18 @@ class ITenancy(Interface):
 
     def list_pending() -> object:
         """Every :class:`PendingCertificate`, most recently seen first."""
+
+    def remove_pending(fingerprint: str) -> object:
+        """Forget a pending certificate; True when it was pending."""
+
+    def list_tenants() -> object:
+        """Every :class:`Tenant`, by name."""
+
+    def list_certificates(tenant: str) -> object:
+        """The tenant's :class:`ClientCertificate` records, oldest first."""
+
+    def remove_certificate(fingerprint: str) -> object:
+        """Unregister a certificate; True when it was registered."""
 
 
 class UnwrapResult(NamedTuple):

@@ -101,6 +101,27 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # -- version 2: root-key bindings, key versions, trusted client CAs --------------
+    [
+        # The tenant's root-key binding beyond kind and id (Key Protect instance,
+        # endpoint, where the API key is read from), as JSON; never an API key itself.
+        "ALTER TABLE tenants ADD COLUMN root_key_binding TEXT NOT NULL DEFAULT '{}'",
+        # The root key version that wrapped the material (Key Protect's
+        # rewrappedKeyVersion / keyVersion), so a rotation can be followed up.
+        "ALTER TABLE objects ADD COLUMN root_key_version TEXT",
+        # CA certificates a tenant trusts: any client certificate chaining to one
+        # belongs to the tenant (vCenter's "root CA" trust method).
+        """
+        CREATE TABLE trusted_cas (
+            fingerprint TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL REFERENCES tenants (name),
+            subject TEXT NOT NULL,
+            certificate_pem TEXT NOT NULL,
+            added INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX trusted_cas_by_tenant ON trusted_cas (tenant)",
+    ],
 ]
 
 #: The schema version this code writes.
