@@ -190,9 +190,14 @@ def template_attributes(payload: Item, version: ProtocolVersion) -> list[tuple[s
         if container is None:
             continue
         if container.type != ItemType.STRUCTURE:
-            raise invalid_field(f"{TAG_SPEC_NAME.get(container_tag, container_tag)} must be a structure")
+            raise invalid_field(
+                f"{TAG_SPEC_NAME.get(container_tag, container_tag)} must be a structure"
+            )
         for child in container.value:
-            if child.tag == Tag.NAME and container_tag in (Tag.TEMPLATE_ATTRIBUTE, Tag.COMMON_TEMPLATE_ATTRIBUTE):
+            if child.tag == Tag.NAME and container_tag in (
+                Tag.TEMPLATE_ATTRIBUTE,
+                Tag.COMMON_TEMPLATE_ATTRIBUTE,
+            ):
                 raise KMIPError(
                     ResultReason.ITEM_NOT_FOUND,
                     "named templates are not supported; send the attributes themselves",
@@ -226,7 +231,9 @@ def reference_name(item: Item) -> str:
         vendor = item.get(Tag.VENDOR_IDENTIFICATION)
         name = item.get(Tag.ATTRIBUTE_NAME)
         if not isinstance(vendor, str) or not isinstance(name, str):
-            raise invalid_field("Attribute Reference needs Vendor Identification and Attribute Name")
+            raise invalid_field(
+                "Attribute Reference needs Vendor Identification and Attribute Name"
+            )
         return f"{vendor}-{name}"
     raise invalid_field("Attribute Reference must be an Enumeration or a Structure")
 

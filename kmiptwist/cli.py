@@ -65,10 +65,18 @@ async def _run(arguments: argparse.Namespace, store: Any, data: DataDirectory) -
             )
             await store.add_certificate(_certificate_record(certificate, arguments.tenant))
             os.makedirs(arguments.out, mode=0o700, exist_ok=True)
-            pki.write_public(os.path.join(arguments.out, "client.pem"), pki.certificate_pem(certificate))
+            pki.write_public(
+                os.path.join(arguments.out, "client.pem"), pki.certificate_pem(certificate)
+            )
             pki.write_private_key(os.path.join(arguments.out, "client-key.pem"), key)
-            pki.write_public(os.path.join(arguments.out, "ca.pem"), pki.certificate_pem(ca_certificate))
-            return {"tenant": arguments.tenant, "fingerprint": pki.fingerprint(certificate), "out": arguments.out}
+            pki.write_public(
+                os.path.join(arguments.out, "ca.pem"), pki.certificate_pem(ca_certificate)
+            )
+            return {
+                "tenant": arguments.tenant,
+                "fingerprint": pki.fingerprint(certificate),
+                "out": arguments.out,
+            }
         if command == ("client", "add"):
             with open(arguments.certificate, "rb") as handle:
                 try:
@@ -82,18 +90,31 @@ async def _run(arguments: argparse.Namespace, store: Any, data: DataDirectory) -
             pending = {p.fingerprint: p for p in await store.list_pending()}
             found = pending.get(arguments.fingerprint)
             if found is None:
-                raise CommandError(f"no pending certificate has fingerprint {arguments.fingerprint}")
+                raise CommandError(
+                    f"no pending certificate has fingerprint {arguments.fingerprint}"
+                )
             certificate = pki.load_certificate(found.certificate_pem.encode())
             await store.add_certificate(_certificate_record(certificate, arguments.tenant))
-            return {"tenant": arguments.tenant, "fingerprint": arguments.fingerprint, "approved": True}
+            return {
+                "tenant": arguments.tenant,
+                "fingerprint": arguments.fingerprint,
+                "approved": True,
+            }
         if command == ("client", "list"):
             return [
-                {"fingerprint": c.fingerprint, "subject": c.subject, "issuer": c.issuer, "not_after": c.not_after}
+                {
+                    "fingerprint": c.fingerprint,
+                    "subject": c.subject,
+                    "issuer": c.issuer,
+                    "not_after": c.not_after,
+                }
                 for c in await store.list_certificates(arguments.tenant)
             ]
         if command == ("client", "remove"):
             if not await store.remove_certificate(arguments.fingerprint):
-                raise CommandError(f"no registered certificate has fingerprint {arguments.fingerprint}")
+                raise CommandError(
+                    f"no registered certificate has fingerprint {arguments.fingerprint}"
+                )
             return {"fingerprint": arguments.fingerprint, "removed": True}
         if command == ("client", "pending"):
             return [
@@ -139,10 +160,14 @@ def parser() -> argparse.ArgumentParser:
     tenant.add_parser("add", help="create a tenant (local root key)").add_argument("name")
     tenant.add_parser("list", help="list tenants")
 
-    client = nouns.add_parser("client", help="client certificates").add_subparsers(dest="verb", required=True)
+    client = nouns.add_parser("client", help="client certificates").add_subparsers(
+        dest="verb", required=True
+    )
     issue = client.add_parser("issue", help="issue a certificate and key from the built-in CA")
     issue.add_argument("--tenant", required=True)
-    issue.add_argument("--out", required=True, help="directory for client.pem, client-key.pem, ca.pem")
+    issue.add_argument(
+        "--out", required=True, help="directory for client.pem, client-key.pem, ca.pem"
+    )
     issue.add_argument("--common-name")
     issue.add_argument("--validity-days", type=int, default=825)
     add = client.add_parser("add", help="register a PEM certificate to a tenant")
@@ -151,7 +176,9 @@ def parser() -> argparse.ArgumentParser:
     approve = client.add_parser("approve", help="register a pending certificate to a tenant")
     approve.add_argument("fingerprint")
     approve.add_argument("--tenant", required=True)
-    client.add_parser("list", help="a tenant's certificates").add_argument("--tenant", required=True)
+    client.add_parser("list", help="a tenant's certificates").add_argument(
+        "--tenant", required=True
+    )
     client.add_parser("remove", help="unregister a certificate").add_argument("fingerprint")
     client.add_parser("pending", help="certificates that tried to connect unregistered")
     for sub in (tenant, client):

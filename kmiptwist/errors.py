@@ -41,4 +41,6 @@ def invalid_field(message: str) -> KMIPError:
 
 def item_not_found(unique_identifier: str) -> KMIPError:
     """No object with that identifier is visible to the caller's tenant."""
-    return KMIPError(ResultReason.ITEM_NOT_FOUND, f"no object with Unique Identifier {unique_identifier!r}")
+    return KMIPError(
+        ResultReason.ITEM_NOT_FOUND, f"no object with Unique Identifier {unique_identifier!r}"
+    )

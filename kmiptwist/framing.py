@@ -75,9 +75,7 @@ class TTLVFramer:
         """The whole size of the message whose header starts at ``offset``."""
         word, length = _unpack_header(data, offset)
         if word >> 24 != 0x42 or word & 0xFF != 0x01:
-            raise FramingError(
-                f"stream does not start with a TTLV structure (header 0x{word:08X})"
-            )
+            raise FramingError(f"stream does not start with a TTLV structure (header 0x{word:08X})")
         size = 8 + length
         if size > self.max_message_size:
             raise FramingError(

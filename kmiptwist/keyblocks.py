@@ -51,7 +51,9 @@ class ObjectValue:
     block_attributes: tuple[tuple[str, Item], ...] = ()
 
 
-def _key_block(material: bytes, key_format_type: int, algorithm: int | None, length: int | None) -> Item:
+def _key_block(
+    material: bytes, key_format_type: int, algorithm: int | None, length: int | None
+) -> Item:
     children = [
         ttlv.enumeration(Tag.KEY_FORMAT_TYPE, key_format_type),
         ttlv.structure(Tag.KEY_VALUE, [ttlv.byte_string(Tag.KEY_MATERIAL, material)]),
@@ -65,7 +67,9 @@ def _key_block(material: bytes, key_format_type: int, algorithm: int | None, len
 
 def symmetric_key(material: bytes, algorithm: int, length: int) -> Item:
     """The stored form of a symmetric key: a Raw key block."""
-    return ttlv.structure(Tag.SYMMETRIC_KEY, [_key_block(material, KeyFormatType.RAW, algorithm, length)])
+    return ttlv.structure(
+        Tag.SYMMETRIC_KEY, [_key_block(material, KeyFormatType.RAW, algorithm, length)]
+    )
 
 
 def _read_key_block(block: Item) -> tuple[bytes, int, int | None, int | None, list[Item]]:
@@ -78,7 +82,9 @@ def _read_key_block(block: Item) -> tuple[bytes, int, int | None, int | None, li
             "registering wrapped key material is not supported; register the key unwrapped over TLS",
         )
     if block.get(Tag.KEY_COMPRESSION_TYPE) is not None:
-        raise KMIPError(ResultReason.KEY_COMPRESSION_TYPE_NOT_SUPPORTED, "key compression is not supported")
+        raise KMIPError(
+            ResultReason.KEY_COMPRESSION_TYPE_NOT_SUPPORTED, "key compression is not supported"
+        )
     key_format_type = block.get(Tag.KEY_FORMAT_TYPE)
     if not isinstance(key_format_type, int):
         raise invalid_field("Key Block needs a Key Format Type")
@@ -88,7 +94,8 @@ def _read_key_block(block: Item) -> tuple[bytes, int, int | None, int | None, li
     attributes: list[Item] = []
     if value.type == ItemType.BYTE_STRING:
         raise KMIPError(
-            ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED, "wrapped Key Value byte strings are not supported"
+            ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED,
+            "wrapped Key Value byte strings are not supported",
         )
     if value.type != ItemType.STRUCTURE:
         raise invalid_field("Key Value must be a structure")
@@ -101,7 +108,9 @@ def _read_key_block(block: Item) -> tuple[bytes, int, int | None, int | None, li
             raise invalid_field("Raw and Opaque Key Material must be a Byte String")
         material = key_material.value
     elif key_format_type == KeyFormatType.TRANSPARENT_SYMMETRIC_KEY:
-        if key_material.type != ItemType.STRUCTURE or not isinstance(key_material.get(Tag.KEY), bytes):
+        if key_material.type != ItemType.STRUCTURE or not isinstance(
+            key_material.get(Tag.KEY), bytes
+        ):
             raise invalid_field("Transparent Symmetric Key material needs a Key byte string")
         material = key_material.get(Tag.KEY)
         key_format_type = KeyFormatType.RAW
@@ -175,7 +184,8 @@ def for_get(stored: Item, requested_format: int | None) -> Item:
     if stored.tag == Tag.OPAQUE_OBJECT:
         if requested_format not in (None, KeyFormatType.OPAQUE, KeyFormatType.RAW):
             raise KMIPError(
-                ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED, "an Opaque Object has no key format to convert"
+                ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED,
+                "an Opaque Object has no key format to convert",
             )
         return stored
     if requested_format is None:
@@ -186,7 +196,10 @@ def for_get(stored: Item, requested_format: int | None) -> Item:
     if requested_format == current:
         return stored
     material = block.find(Tag.KEY_VALUE).get(Tag.KEY_MATERIAL)  # type: ignore[union-attr]
-    if stored.tag == Tag.SYMMETRIC_KEY and requested_format == KeyFormatType.TRANSPARENT_SYMMETRIC_KEY:
+    if (
+        stored.tag == Tag.SYMMETRIC_KEY
+        and requested_format == KeyFormatType.TRANSPARENT_SYMMETRIC_KEY
+    ):
         children = [
             ttlv.enumeration(Tag.KEY_FORMAT_TYPE, requested_format),
             ttlv.structure(
@@ -194,14 +207,22 @@ def for_get(stored: Item, requested_format: int | None) -> Item:
                 [ttlv.structure(Tag.KEY_MATERIAL, [ttlv.byte_string(Tag.KEY, material)])],
             ),
         ]
-        children += [c for c in block.value if c.tag in (Tag.CRYPTOGRAPHIC_ALGORITHM, Tag.CRYPTOGRAPHIC_LENGTH)]
+        children += [
+            c
+            for c in block.value
+            if c.tag in (Tag.CRYPTOGRAPHIC_ALGORITHM, Tag.CRYPTOGRAPHIC_LENGTH)
+        ]
         return ttlv.structure(Tag.SYMMETRIC_KEY, [ttlv.structure(Tag.KEY_BLOCK, children)])
-    if {requested_format, current} <= {KeyFormatType.RAW, KeyFormatType.OPAQUE} and stored.tag == Tag.SECRET_DATA:
+    if {requested_format, current} <= {
+        KeyFormatType.RAW,
+        KeyFormatType.OPAQUE,
+    } and stored.tag == Tag.SECRET_DATA:
         children = [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, requested_format)] + [
             c for c in block.value if c.tag != Tag.KEY_FORMAT_TYPE
         ]
         return ttlv.structure(
-            Tag.SECRET_DATA, [stored.find(Tag.SECRET_DATA_TYPE), ttlv.structure(Tag.KEY_BLOCK, children)]  # type: ignore[list-item]
+            Tag.SECRET_DATA,
+            [stored.find(Tag.SECRET_DATA_TYPE), ttlv.structure(Tag.KEY_BLOCK, children)],  # type: ignore[list-item]
         )
     raise KMIPError(
         ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED,

@@ -74,7 +74,12 @@ class ProtocolVersion(NamedTuple):
             raise invalid_message("Protocol Version must be a structure")
         major = item.find(Tag.PROTOCOL_VERSION_MAJOR)
         minor = item.find(Tag.PROTOCOL_VERSION_MINOR)
-        if major is None or minor is None or major.type != ItemType.INTEGER or minor.type != ItemType.INTEGER:
+        if (
+            major is None
+            or minor is None
+            or major.type != ItemType.INTEGER
+            or minor.type != ItemType.INTEGER
+        ):
             raise invalid_message("Protocol Version needs an Integer major and minor")
         return cls(major.value, minor.value)
 
@@ -300,7 +305,9 @@ def encode_response(
         if batch_item.operation is not None:
             fields.append(ttlv.enumeration(Tag.OPERATION, batch_item.operation))
         if batch_item.unique_batch_item_id is not None:
-            fields.append(ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, batch_item.unique_batch_item_id))
+            fields.append(
+                ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, batch_item.unique_batch_item_id)
+            )
         fields.append(ttlv.enumeration(Tag.RESULT_STATUS, batch_item.result_status))
         if batch_item.result_reason is not None:
             fields.append(ttlv.enumeration(Tag.RESULT_REASON, batch_item.result_reason))
@@ -317,4 +324,11 @@ def error_response(version: ProtocolVersion, time_stamp: int, error: KMIPError) 
     return encode_response(version, time_stamp, [ResponseBatchItem.failure(None, None, error)])
 
 
-__all__ += ["parse_header", "parse_batch_item", "guess_version", "error_response", "ResultReason", "ResultStatus"]
+__all__ += [
+    "parse_header",
+    "parse_batch_item",
+    "guess_version",
+    "error_response",
+    "ResultReason",
+    "ResultStatus",
+]

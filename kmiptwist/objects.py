@@ -167,6 +167,9 @@ def transition(obj: ManagedObject, target: int, now: int) -> None:
     elif target in (State.DESTROYED, State.DESTROYED_COMPROMISED):
         if obj.value("Destroy Date") is None:
             obj.set_date("Destroy Date", now)
-    if target in (State.COMPROMISED, State.DESTROYED_COMPROMISED) and obj.value("Compromise Date") is None:
+    if (
+        target in (State.COMPROMISED, State.DESTROYED_COMPROMISED)
+        and obj.value("Compromise Date") is None
+    ):
         obj.set_date("Compromise Date", now)
     obj.set_date("Last Change Date", now)

@@ -67,7 +67,9 @@ class KMIPProcessor:
         try:
             item = ttlv.decode(data, self.limits)
         except TTLVError as error:
-            return error_response(ProtocolVersion(1, 0), now, invalid_message(f"malformed TTLV: {error}"))
+            return error_response(
+                ProtocolVersion(1, 0), now, invalid_message(f"malformed TTLV: {error}")
+            )
         try:
             request = parse_request(item)
         except KMIPError as error:
@@ -179,7 +181,9 @@ class KMIPProcessor:
                 operation=_operation_name(operation),
                 tenant=context.tenant,
                 peer=peer.address,
-                result=ResultReason(error.reason).name if error.reason in ResultReason._value2member_map_ else error.reason,
+                result=ResultReason(error.reason).name
+                if error.reason in ResultReason._value2member_map_
+                else error.reason,
                 message=error.message,
             )
             return ResponseBatchItem.failure(operation, None, error)

@@ -215,9 +215,7 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
             # connections that carry no KMIP message: normal, and frequent.
             self._log.debug("Connection from {peer} closed without a KMIP request", **fields)
         else:
-            self._log.debug(
-                "Connection from {peer} closed after {requests} requests", **fields
-            )
+            self._log.debug("Connection from {peer} closed after {requests} requests", **fields)
 
     def timeoutConnection(self) -> None:
         """The handshake or idle timer ran out: close the connection."""

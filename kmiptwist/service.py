@@ -395,9 +395,7 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
     extra: tuple[IService, ...] = ()
     if configuration.log_json_file is not None:
         extra = (_JSONLogService(configuration.log_json_file, configuration.log_json_level),)
-    return KMIPService(
-        reactor, store, listener, factory, tls_options, report, configuration, extra
-    )
+    return KMIPService(reactor, store, listener, factory, tls_options, report, configuration, extra)
 
 
 async def _resolve(value: object) -> Any:

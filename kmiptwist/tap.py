@@ -19,19 +19,31 @@ __all__ = ["Options", "makeService"]
 # (flag, Configuration field, help).  The defaults live in Configuration only; the
 # help text names them so that --help tells the whole story.
 _SETTING_FLAGS = (
-    ("data-dir", "data_dir", "Data directory of the embedded default (CA, certificates, "
-     "database, root key). [default: ./kmiptwist-data]"),
+    (
+        "data-dir",
+        "data_dir",
+        "Data directory of the embedded default (CA, certificates, "
+        "database, root key). [default: ./kmiptwist-data]",
+    ),
     ("interface", "interface", "Address to listen on ('::' for IPv6). [default: 0.0.0.0]"),
     ("port", "port", "KMIP port. [default: 5696]"),
-    ("max-message-size", "max_message_size",
-     "Largest KMIP message accepted, in bytes (KiB/MiB suffixes allowed). [default: 1MiB]"),
+    (
+        "max-message-size",
+        "max_message_size",
+        "Largest KMIP message accepted, in bytes (KiB/MiB suffixes allowed). [default: 1MiB]",
+    ),
     ("max-connections", "max_connections", "Most open KMIP connections. [default: 10000]"),
-    ("max-requests-in-flight", "max_requests_in_flight",
-     "Pipelined requests processed at once per connection. [default: 32]"),
-    ("idle-timeout", "idle_timeout",
-     "Seconds before an idle connection is closed. [default: 300]"),
-    ("handshake-timeout", "handshake_timeout",
-     "Seconds a client has to complete the TLS handshake. [default: 30]"),
+    (
+        "max-requests-in-flight",
+        "max_requests_in_flight",
+        "Pipelined requests processed at once per connection. [default: 32]",
+    ),
+    ("idle-timeout", "idle_timeout", "Seconds before an idle connection is closed. [default: 300]"),
+    (
+        "handshake-timeout",
+        "handshake_timeout",
+        "Seconds a client has to complete the TLS handshake. [default: 30]",
+    ),
 )
 
 
@@ -60,9 +72,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Read the configuration file and apply the flags to it."""
-        overrides: dict[str, str | None] = {
-            field: self[flag] for flag, field, _ in _SETTING_FLAGS
-        }
+        overrides: dict[str, str | None] = {field: self[flag] for flag, field, _ in _SETTING_FLAGS}
         if self["server-names"]:
             overrides["server_names"] = ",".join(self["server-names"])
         try:

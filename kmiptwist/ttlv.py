@@ -226,7 +226,9 @@ def _decode_item(
             raise TTLVError(f"structure 0x{tag:06X} has a length of {length}, not a multiple of 8")
         end = start + length
         if end > limit:
-            raise TTLVError(f"structure 0x{tag:06X} claims {length} bytes, only {limit - start} remain")
+            raise TTLVError(
+                f"structure 0x{tag:06X} claims {length} bytes, only {limit - start} remain"
+            )
         if depth >= limits.max_depth:
             raise TTLVError(f"structures nested deeper than {limits.max_depth}")
         children = []

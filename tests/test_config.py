@@ -34,9 +34,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.data_dir, "./kmiptwist-data")
         data_dir = os.path.abspath("kmiptwist-data")
         self.assertEqual(config.database_path, os.path.join(data_dir, "kmiptwist.sqlite3"))
-        self.assertEqual(
-            config.root_key_path, os.path.join(data_dir, "root-key", "local-root-key")
-        )
+        self.assertEqual(config.root_key_path, os.path.join(data_dir, "root-key", "local-root-key"))
         self.assertEqual(config.max_message_size, 1 << 20)
         self.assertEqual(config.max_connections, 10_000)
         self.assertEqual((config.idle_timeout, config.handshake_timeout), (300, 30))
@@ -171,9 +169,18 @@ class OptionsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(
             [
-                "--config", path.path, "--port", "25696", "--idle-timeout", "7",
-                "--server-name", "kms.example.com", "--server-name", "10.0.0.5",
-                "--data-dir", "somewhere",
+                "--config",
+                path.path,
+                "--port",
+                "25696",
+                "--idle-timeout",
+                "7",
+                "--server-name",
+                "kms.example.com",
+                "--server-name",
+                "10.0.0.5",
+                "--data-dir",
+                "somewhere",
             ]
         )
         config = options.configuration
@@ -205,8 +212,9 @@ class ServiceTests(TestCase):
     def make(self, data_dir: str) -> KMIPService:
         from twisted.internet import reactor
 
-        config = Configuration(data_dir=data_dir, interface="127.0.0.1", port=0,
-                               idle_timeout=42, max_connections=7)
+        config = Configuration(
+            data_dir=data_dir, interface="127.0.0.1", port=0, idle_timeout=42, max_connections=7
+        )
         service = make_kmip_service(config, reactor)
         service.stop_reactor_on_failure = False
         return service

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kmip.core import enums as pykmip_enums
 from kmip.core.enums import KMIPVersion
 from kmip.pie.client import ProxyKmipClient
+from kmip.pie.exceptions import KmipOperationFailure
 from twisted.trial.unittest import SynchronousTestCase
 
 from kmiptwist import ttlv
@@ -111,7 +112,9 @@ class EndToEndTests(SynchronousTestCase):
 
     # -- helpers -------------------------------------------------------------
 
-    def pykmip(self, version: KMIPVersion, bundle: tuple[str, str, str] | None = None) -> ProxyKmipClient:
+    def pykmip(
+        self, version: KMIPVersion, bundle: tuple[str, str, str] | None = None
+    ) -> ProxyKmipClient:
         cert, key, ca = bundle or self.server.client_bundle
         config = os.path.join(self.workdir, "pykmip.conf")
         if not os.path.exists(config):
@@ -140,7 +143,9 @@ class EndToEndTests(SynchronousTestCase):
         """One vCenter step: a fresh TLS connection, an ID-less Discover Versions, then ``items``."""
         with self.raw() as client:
             if first_dv:
-                dv = read_response(client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)])))
+                dv = read_response(
+                    client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)]))
+                )
                 self.assertTrue(dv.items[0].ok)
                 self.assertEqual(dv.version, V11)
             response = read_response(client.call(request(V11, items)))
@@ -151,7 +156,9 @@ class EndToEndTests(SynchronousTestCase):
 
     def _lifecycle(self, version: KMIPVersion) -> None:
         client = self.pykmip(version)
-        uid = client.create(pykmip_enums.CryptographicAlgorithm.AES, 256, name=f"e2e-{version.name}")
+        uid = client.create(
+            pykmip_enums.CryptographicAlgorithm.AES, 256, name=f"e2e-{version.name}"
+        )
         self.assertTrue(uid)
         client.activate(uid)
         key = client.get(uid)
@@ -162,13 +169,15 @@ class EndToEndTests(SynchronousTestCase):
         self.assertEqual(by_name["Cryptographic Length"], 256)
         from kmip.core.factories.attributes import AttributeFactory
 
-        name = AttributeFactory().create_attribute(pykmip_enums.AttributeType.NAME, f"e2e-{version.name}")
+        name = AttributeFactory().create_attribute(
+            pykmip_enums.AttributeType.NAME, f"e2e-{version.name}"
+        )
         self.assertEqual(client.locate(attributes=[name]), [uid])
         client.revoke(pykmip_enums.RevocationReasonCode.CESSATION_OF_OPERATION, uid)
         client.destroy(uid)
         state = client.get_attributes(uid, ["State"])[1][0].attribute_value.value
         self.assertEqual(state, pykmip_enums.State.DESTROYED)
-        self.assertRaises(Exception, client.get, uid)
+        self.assertRaises(KmipOperationFailure, client.get, uid)
 
     def test_pykmip_lifecycle_kmip_1_2(self) -> None:
         """PyKMIP speaking 1.2: create, activate, get, attributes, locate, revoke, destroy."""
@@ -186,7 +195,9 @@ class EndToEndTests(SynchronousTestCase):
             ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY),
             template_1x(
                 [
-                    attribute_1x("Cryptographic Algorithm", ttlv.enumeration(0, CryptographicAlgorithm.AES)),
+                    attribute_1x(
+                        "Cryptographic Algorithm", ttlv.enumeration(0, CryptographicAlgorithm.AES)
+                    ),
                     attribute_1x("Cryptographic Usage Mask", ttlv.integer(0, 12)),
                     attribute_1x("Cryptographic Length", ttlv.integer(0, 256)),
                 ]
@@ -200,7 +211,11 @@ class EndToEndTests(SynchronousTestCase):
             return ttlv.text_string(Tag.UNIQUE_IDENTIFIER, value)
 
         def get_attribute(key: str, name: str, n: int = 1):
-            return (Operation.GET_ATTRIBUTES, [uid(key), ttlv.text_string(Tag.ATTRIBUTE_NAME, name)], qlkc(n))
+            return (
+                Operation.GET_ATTRIBUTES,
+                [uid(key), ttlv.text_string(Tag.ATTRIBUTE_NAME, name)],
+                qlkc(n),
+            )
 
         def probe_and_add(key: str, values: list[tuple[str, str]]) -> None:
             for name, _ in values:
@@ -209,11 +224,19 @@ class EndToEndTests(SynchronousTestCase):
                 self.assertEqual(response.items[0].batch_id, qlkc(1))
                 self.assertEqual(response.items[0].payload.find_all(Tag.ATTRIBUTE), [])
             batch = [
-                (Operation.ADD_ATTRIBUTE, [uid(key), attribute_1x(name, ttlv.text_string(0, value))], qlkc(n))
+                (
+                    Operation.ADD_ATTRIBUTE,
+                    [uid(key), attribute_1x(name, ttlv.text_string(0, value))],
+                    qlkc(n),
+                )
                 for n, (name, value) in enumerate(values, 1)
             ]
             response = self.step(batch)
-            self.assertEqual([i.ok for i in response.items], [True, True, True], [i.message for i in response.items])
+            self.assertEqual(
+                [i.ok for i in response.items],
+                [True, True, True],
+                [i.message for i in response.items],
+            )
             self.assertEqual([i.batch_id for i in response.items], [qlkc(1), qlkc(2), qlkc(3)])
             for name, value in values:
                 found = self.step([get_attribute(key, name)]).items[0].payload.find(Tag.ATTRIBUTE)
@@ -222,7 +245,12 @@ class EndToEndTests(SynchronousTestCase):
         def get_and_activate(key: str) -> None:
             got = self.step([(Operation.GET, [uid(key)], qlkc(1))]).items[0]
             self.assertTrue(got.ok, got.message)
-            material = got.payload.find(Tag.SYMMETRIC_KEY).find(Tag.KEY_BLOCK).find(Tag.KEY_VALUE).get(Tag.KEY_MATERIAL)
+            material = (
+                got.payload.find(Tag.SYMMETRIC_KEY)
+                .find(Tag.KEY_BLOCK)
+                .find(Tag.KEY_VALUE)
+                .get(Tag.KEY_MATERIAL)
+            )
             self.assertEqual(len(material), 32)
             state = self.step([get_attribute(key, "State")]).items[0].payload.find(Tag.ATTRIBUTE)
             self.assertEqual(state.get(Tag.ATTRIBUTE_VALUE), State.PRE_ACTIVE)
@@ -232,19 +260,55 @@ class EndToEndTests(SynchronousTestCase):
         with self.raw():
             pass
         response = self.step([(Operation.DISCOVER_VERSIONS, [], qlkc(1))])
-        self.assertIn((1, 1), [(v.get(Tag.PROTOCOL_VERSION_MAJOR), v.get(Tag.PROTOCOL_VERSION_MINOR)) for v in response.items[0].payload.value])
-        query = self.step([(Operation.QUERY, [ttlv.enumeration(Tag.QUERY_FUNCTION, QueryFunction.QUERY_SERVER_INFORMATION)], qlkc(1))])
+        self.assertIn(
+            (1, 1),
+            [
+                (v.get(Tag.PROTOCOL_VERSION_MAJOR), v.get(Tag.PROTOCOL_VERSION_MINOR))
+                for v in response.items[0].payload.value
+            ],
+        )
+        query = self.step(
+            [
+                (
+                    Operation.QUERY,
+                    [ttlv.enumeration(Tag.QUERY_FUNCTION, QueryFunction.QUERY_SERVER_INFORMATION)],
+                    qlkc(1),
+                )
+            ]
+        )
         self.assertTrue(query.items[0].get(Tag.VENDOR_IDENTIFICATION))
 
-        vm_key = self.step([(Operation.CREATE, create, qlkc(1))]).items[0].get(Tag.UNIQUE_IDENTIFIER)
-        product = [("x-Product_Version", "7.0.3 build-19480866"), ("x-Vendor", "VMware, Inc."), ("x-Product", "VMware vSphere")]
+        vm_key = (
+            self.step([(Operation.CREATE, create, qlkc(1))]).items[0].get(Tag.UNIQUE_IDENTIFIER)
+        )
+        product = [
+            ("x-Product_Version", "7.0.3 build-19480866"),
+            ("x-Vendor", "VMware, Inc."),
+            ("x-Product", "VMware vSphere"),
+        ]
         probe_and_add(vm_key, product)
-        host_key = self.step([(Operation.CREATE, create, qlkc(1))]).items[0].get(Tag.UNIQUE_IDENTIFIER)
+        host_key = (
+            self.step([(Operation.CREATE, create, qlkc(1))]).items[0].get(Tag.UNIQUE_IDENTIFIER)
+        )
         get_and_activate(host_key)
         probe_and_add(host_key, product)
-        probe_and_add(host_key, [("x-Identifier", "8c164d56-7f1c-5960-63e6-4451c6181844"), ("x-Component", "ESXi Server"), ("x-Name", "172.16.220.132")])
+        probe_and_add(
+            host_key,
+            [
+                ("x-Identifier", "8c164d56-7f1c-5960-63e6-4451c6181844"),
+                ("x-Component", "ESXi Server"),
+                ("x-Name", "172.16.220.132"),
+            ],
+        )
         get_and_activate(vm_key)
-        probe_and_add(vm_key, [("x-Identifier", "4226f566-3ed5-1c8f-cda3-b0b037b6dc97"), ("x-Component", "Virtual Machine"), ("x-Name", "test01")])
+        probe_and_add(
+            vm_key,
+            [
+                ("x-Identifier", "4226f566-3ed5-1c8f-cda3-b0b037b6dc97"),
+                ("x-Component", "Virtual Machine"),
+                ("x-Name", "test01"),
+            ],
+        )
 
     # -- tenants and identity ----------------------------------------------------
 
@@ -252,7 +316,9 @@ class EndToEndTests(SynchronousTestCase):
         """A certificate of tenant beta cannot see an object of tenant default at all."""
         bundle_dir = os.path.join(self.workdir, "beta-client")
         kmiptwist_cli(self.server.data_dir, "tenant", "add", "beta")
-        kmiptwist_cli(self.server.data_dir, "client", "issue", "--tenant", "beta", "--out", bundle_dir)
+        kmiptwist_cli(
+            self.server.data_dir, "client", "issue", "--tenant", "beta", "--out", bundle_dir
+        )
         beta = (
             os.path.join(bundle_dir, "client.pem"),
             os.path.join(bundle_dir, "client-key.pem"),
@@ -266,9 +332,13 @@ class EndToEndTests(SynchronousTestCase):
             (Operation.GET_ATTRIBUTES, [ttlv.text_string(Tag.UNIQUE_IDENTIFIER, uid)]),
             (Operation.DESTROY, [ttlv.text_string(Tag.UNIQUE_IDENTIFIER, uid)]),
         ):
-            item = read_response(beta_client.call(request((1, 4), [(operation, payload, None)]))).items[0]
+            item = read_response(
+                beta_client.call(request((1, 4), [(operation, payload, None)]))
+            ).items[0]
             self.assertEqual(item.reason, ResultReason.ITEM_NOT_FOUND)
-        located = read_response(beta_client.call(request((1, 4), [(Operation.LOCATE, [], None)]))).items[0]
+        located = read_response(
+            beta_client.call(request((1, 4), [(Operation.LOCATE, [], None)]))
+        ).items[0]
         self.assertTrue(located.ok)
         self.assertEqual(located.payload.find_all(Tag.UNIQUE_IDENTIFIER), [])
         # Beta's own objects work, and default cannot see them either.
@@ -283,7 +353,10 @@ class EndToEndTests(SynchronousTestCase):
                                 ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY),
                                 template_1x(
                                     [
-                                        attribute_1x("Cryptographic Algorithm", ttlv.enumeration(0, CryptographicAlgorithm.AES)),
+                                        attribute_1x(
+                                            "Cryptographic Algorithm",
+                                            ttlv.enumeration(0, CryptographicAlgorithm.AES),
+                                        ),
                                         attribute_1x("Cryptographic Length", ttlv.integer(0, 256)),
                                     ]
                                 ),
@@ -303,7 +376,9 @@ class EndToEndTests(SynchronousTestCase):
         cert, key = _self_signed(self.workdir, "kmipClient20161127094708")
         ca = self.server.client_bundle[2]
         client = self.raw((cert, key, ca))
-        response = read_response(client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)])))
+        response = read_response(
+            client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)]))
+        )
         self.assertEqual(response.items[0].reason, ResultReason.AUTHENTICATION_NOT_SUCCESSFUL)
         self.assertIn("not registered", response.items[0].message)
         pending = json.loads(kmiptwist_cli(self.server.data_dir, "client", "pending", "--json"))
@@ -314,7 +389,9 @@ class EndToEndTests(SynchronousTestCase):
         """Fetching the server certificate without a client certificate works; KMIP is refused."""
         client = self.raw((None, None, self.server.client_bundle[2]))
         self.assertIsNotNone(client.socket.getpeercert())
-        response = read_response(client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)])))
+        response = read_response(
+            client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)]))
+        )
         self.assertEqual(response.items[0].reason, ResultReason.AUTHENTICATION_NOT_SUCCESSFUL)
 
     # -- key material on disk ------------------------------------------------------
@@ -342,7 +419,9 @@ class EndToEndTests(SynchronousTestCase):
 
     def _still_serving(self) -> None:
         with self.raw() as client:
-            response = read_response(client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)])))
+            response = read_response(
+                client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)]))
+            )
             self.assertTrue(response.items[0].ok)
 
     def test_truncated_header_then_close(self) -> None:
@@ -383,7 +462,10 @@ class EndToEndTests(SynchronousTestCase):
                         [
                             ttlv.structure(
                                 Tag.PROTOCOL_VERSION,
-                                [ttlv.integer(Tag.PROTOCOL_VERSION_MAJOR, 1), ttlv.integer(Tag.PROTOCOL_VERSION_MINOR, 1)],
+                                [
+                                    ttlv.integer(Tag.PROTOCOL_VERSION_MAJOR, 1),
+                                    ttlv.integer(Tag.PROTOCOL_VERSION_MINOR, 1),
+                                ],
                             ),
                             ttlv.integer(Tag.BATCH_COUNT, 1),
                         ],
@@ -397,10 +479,16 @@ class EndToEndTests(SynchronousTestCase):
         self.assertIn("Operation", item.message)
         item = read_response(client.call(request(V11, [(0x0000DEAD, [], None)]))).items[0]
         self.assertEqual(item.reason, ResultReason.OPERATION_NOT_SUPPORTED)
-        item = read_response(client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)], batch_count=5))).items[0]
+        item = read_response(
+            client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)], batch_count=5))
+        ).items[0]
         self.assertEqual(item.reason, ResultReason.INVALID_MESSAGE)
         # The same connection still works after three refusals.
-        self.assertTrue(read_response(client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)]))).items[0].ok)
+        self.assertTrue(
+            read_response(client.call(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)])))
+            .items[0]
+            .ok
+        )
 
     def test_not_kmip_at_all(self) -> None:
         """An HTTP request on the KMIP port gets Invalid Message and closes that connection only."""
@@ -427,7 +515,14 @@ class RestartTests(SynchronousTestCase):
             with open(config, "w") as out:
                 out.write("[client]\n")
             cert, key, ca = server.client_bundle
-            client = ProxyKmipClient(hostname="127.0.0.1", port=server.port, cert=cert, key=key, ca=ca, config_file=config)
+            client = ProxyKmipClient(
+                hostname="127.0.0.1",
+                port=server.port,
+                cert=cert,
+                key=key,
+                ca=ca,
+                config_file=config,
+            )
             client.open()
             uid = client.create(pykmip_enums.CryptographicAlgorithm.AES, 256)
             material = client.get(uid).value
@@ -439,7 +534,14 @@ class RestartTests(SynchronousTestCase):
         try:
             with open(server.client_bundle[0], "rb") as handle:
                 self.assertEqual(handle.read(), first_certificate)
-            client = ProxyKmipClient(hostname="127.0.0.1", port=server.port, cert=cert, key=key, ca=ca, config_file=config)
+            client = ProxyKmipClient(
+                hostname="127.0.0.1",
+                port=server.port,
+                cert=cert,
+                key=key,
+                ca=ca,
+                config_file=config,
+            )
             client.open()
             self.assertEqual(client.get(uid).value, material)
             client.close()

@@ -44,11 +44,15 @@ V20 = (2, 0)
 QLKC = bytes.fromhex("514c4b4301000000")
 
 
-def aes_template(length: int = 256, mask: int = 12, extra: list[ttlv.Item] | None = None) -> ttlv.Item:
+def aes_template(
+    length: int = 256, mask: int = 12, extra: list[ttlv.Item] | None = None
+) -> ttlv.Item:
     """vCenter's Create template: AES, Encrypt|Decrypt, 256 bits."""
     return template_1x(
         [
-            attribute_1x("Cryptographic Algorithm", ttlv.enumeration(0, CryptographicAlgorithm.AES)),
+            attribute_1x(
+                "Cryptographic Algorithm", ttlv.enumeration(0, CryptographicAlgorithm.AES)
+            ),
             attribute_1x("Cryptographic Usage Mask", ttlv.integer(0, mask)),
             attribute_1x("Cryptographic Length", ttlv.integer(0, length)),
             *(extra or []),
@@ -74,10 +78,14 @@ class Harness:
         )
         self.processor = KMIPProcessor(self.engine)
 
-    def send(self, data: bytes, tenant: str | None = "alpha", fingerprint: str | None = "aa" * 32) -> Response:
+    def send(
+        self, data: bytes, tenant: str | None = "alpha", fingerprint: str | None = "aa" * 32
+    ) -> Response:
         """Process one request as ``tenant``; return the decoded response."""
         peer = Peer(address="127.0.0.1", fingerprint=fingerprint, tenant=tenant)
-        result = self.case.successResultOf(Deferred.fromCoroutine(self.processor.process(data, peer)))
+        result = self.case.successResultOf(
+            Deferred.fromCoroutine(self.processor.process(data, peer))
+        )
         return read_response(result)
 
     def one(self, version, operation, payload, tenant="alpha", batch_id=None):
@@ -92,7 +100,10 @@ class Harness:
         item = self.one(
             version,
             Operation.CREATE,
-            [ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY), template or aes_template()],
+            [
+                ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY),
+                template or aes_template(),
+            ],
             tenant=tenant,
         )
         self.case.assertTrue(item.ok, item.message)
@@ -110,7 +121,9 @@ class Harness:
         self.case.assertTrue(item.ok, item.message)
         found: dict = {}
         for attribute in item.payload.find_all(Tag.ATTRIBUTE):
-            found.setdefault(attribute.get(Tag.ATTRIBUTE_NAME), []).append(attribute.get(Tag.ATTRIBUTE_VALUE))
+            found.setdefault(attribute.get(Tag.ATTRIBUTE_NAME), []).append(
+                attribute.get(Tag.ATTRIBUTE_VALUE)
+            )
         return found
 
 
@@ -138,7 +151,11 @@ class VCenterFlowTests(SynchronousTestCase):
             self.assertTrue(item.ok)
             self.assertEqual(item.batch_id, QLKC)
             self.assertEqual(item.payload.find_all(Tag.ATTRIBUTE), [])
-        values = [("x-Product_Version", "7.0.3 build-19480866"), ("x-Vendor", "VMware, Inc."), ("x-Product", "VMware vSphere")]
+        values = [
+            ("x-Product_Version", "7.0.3 build-19480866"),
+            ("x-Vendor", "VMware, Inc."),
+            ("x-Product", "VMware vSphere"),
+        ]
         batch = [
             (
                 Operation.ADD_ATTRIBUTE,
@@ -165,14 +182,22 @@ class VCenterFlowTests(SynchronousTestCase):
     def test_query_server_information(self) -> None:
         """Query Server Information names the vendor, as vCenter asks."""
         h = Harness(self)
-        item = h.one(V11, Operation.QUERY, [ttlv.enumeration(Tag.QUERY_FUNCTION, QueryFunction.QUERY_SERVER_INFORMATION)])
+        item = h.one(
+            V11,
+            Operation.QUERY,
+            [ttlv.enumeration(Tag.QUERY_FUNCTION, QueryFunction.QUERY_SERVER_INFORMATION)],
+        )
         self.assertTrue(item.ok)
         self.assertEqual(item.get(Tag.VENDOR_IDENTIFICATION), "kmiptwist")
 
     def test_query_operations_lists_only_implemented(self) -> None:
         """Query Operations lists what works, and no 2.x-only operation to a 1.1 client."""
         h = Harness(self)
-        item = h.one(V11, Operation.QUERY, [ttlv.enumeration(Tag.QUERY_FUNCTION, QueryFunction.QUERY_OPERATIONS)])
+        item = h.one(
+            V11,
+            Operation.QUERY,
+            [ttlv.enumeration(Tag.QUERY_FUNCTION, QueryFunction.QUERY_OPERATIONS)],
+        )
         operations = {i.value for i in item.payload.find_all(Tag.OPERATION)}
         self.assertIn(Operation.CREATE, operations)
         self.assertIn(Operation.ADD_ATTRIBUTE, operations)
@@ -194,7 +219,11 @@ class LifecycleTests(SynchronousTestCase):
             V14,
             Operation.REVOKE,
             uid_payload(uid)
-            + [ttlv.structure(Tag.REVOCATION_REASON, [ttlv.enumeration(Tag.REVOCATION_REASON_CODE, 5)])],
+            + [
+                ttlv.structure(
+                    Tag.REVOCATION_REASON, [ttlv.enumeration(Tag.REVOCATION_REASON_CODE, 5)]
+                )
+            ],
         )
         self.assertTrue(revoke.ok, revoke.message)
         self.assertEqual(h.attributes_1x(uid, "State", version=V14)["State"], [State.DEACTIVATED])
@@ -223,7 +252,11 @@ class LifecycleTests(SynchronousTestCase):
             V14,
             Operation.REVOKE,
             uid_payload(uid)
-            + [ttlv.structure(Tag.REVOCATION_REASON, [ttlv.enumeration(Tag.REVOCATION_REASON_CODE, 2)])],
+            + [
+                ttlv.structure(
+                    Tag.REVOCATION_REASON, [ttlv.enumeration(Tag.REVOCATION_REASON_CODE, 2)]
+                )
+            ],
         )
         self.assertTrue(item.ok, item.message)
         attributes = h.attributes_1x(uid, version=V14)
@@ -253,7 +286,9 @@ class LifecycleTests(SynchronousTestCase):
     def test_activation_date_in_the_past(self) -> None:
         """A key created with a past Activation Date is Active at once."""
         h = Harness(self)
-        template = aes_template(extra=[attribute_1x("Activation Date", ttlv.date_time(0, 1_700_000_000))])
+        template = aes_template(
+            extra=[attribute_1x("Activation Date", ttlv.date_time(0, 1_700_000_000))]
+        )
         uid = h.create(template=template)
         self.assertEqual(h.attributes_1x(uid, "State")["State"], [State.ACTIVE])
 
@@ -271,7 +306,10 @@ class LifecycleTests(SynchronousTestCase):
     def test_hmac_and_3des(self) -> None:
         """HMAC-SHA256 and 3DES keys can be created."""
         h = Harness(self)
-        for algorithm, length, size in ((CryptographicAlgorithm.HMAC_SHA256, 256, 32), (CryptographicAlgorithm.TRIPLE_DES, 168, 24)):
+        for algorithm, length, size in (
+            (CryptographicAlgorithm.HMAC_SHA256, 256, 32),
+            (CryptographicAlgorithm.TRIPLE_DES, 168, 24),
+        ):
             template = template_1x(
                 [
                     attribute_1x("Cryptographic Algorithm", ttlv.enumeration(0, algorithm)),
@@ -280,7 +318,12 @@ class LifecycleTests(SynchronousTestCase):
             )
             uid = h.create(version=V14, template=template)
             got = h.one(V14, Operation.GET, uid_payload(uid))
-            material = got.payload.find(Tag.SYMMETRIC_KEY).find(Tag.KEY_BLOCK).find(Tag.KEY_VALUE).get(Tag.KEY_MATERIAL)
+            material = (
+                got.payload.find(Tag.SYMMETRIC_KEY)
+                .find(Tag.KEY_BLOCK)
+                .find(Tag.KEY_VALUE)
+                .get(Tag.KEY_MATERIAL)
+            )
             self.assertEqual(len(material), size)
 
 
@@ -304,8 +347,12 @@ class RegisterTests(SynchronousTestCase):
                             Tag.KEY_BLOCK,
                             [
                                 ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.RAW),
-                                ttlv.structure(Tag.KEY_VALUE, [ttlv.byte_string(Tag.KEY_MATERIAL, key)]),
-                                ttlv.enumeration(Tag.CRYPTOGRAPHIC_ALGORITHM, CryptographicAlgorithm.AES),
+                                ttlv.structure(
+                                    Tag.KEY_VALUE, [ttlv.byte_string(Tag.KEY_MATERIAL, key)]
+                                ),
+                                ttlv.enumeration(
+                                    Tag.CRYPTOGRAPHIC_ALGORITHM, CryptographicAlgorithm.AES
+                                ),
                                 ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, 128),
                             ],
                         )
@@ -321,11 +368,21 @@ class RegisterTests(SynchronousTestCase):
         transparent = h.one(
             V14,
             Operation.GET,
-            uid_payload(uid) + [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.TRANSPARENT_SYMMETRIC_KEY)],
+            uid_payload(uid)
+            + [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.TRANSPARENT_SYMMETRIC_KEY)],
         )
-        material = transparent.payload.find(Tag.SYMMETRIC_KEY).find(Tag.KEY_BLOCK).find(Tag.KEY_VALUE).find(Tag.KEY_MATERIAL)
+        material = (
+            transparent.payload.find(Tag.SYMMETRIC_KEY)
+            .find(Tag.KEY_BLOCK)
+            .find(Tag.KEY_VALUE)
+            .find(Tag.KEY_MATERIAL)
+        )
         self.assertEqual(material.get(Tag.KEY), key)
-        pkcs = h.one(V14, Operation.GET, uid_payload(uid) + [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.PKCS_8)])
+        pkcs = h.one(
+            V14,
+            Operation.GET,
+            uid_payload(uid) + [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.PKCS_8)],
+        )
         self.assertEqual(pkcs.reason, ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED)
         attributes = h.attributes_1x(uid, version=V14)
         self.assertEqual(attributes["Cryptographic Length"], [128])
@@ -348,7 +405,9 @@ class RegisterTests(SynchronousTestCase):
                             Tag.KEY_BLOCK,
                             [
                                 ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.OPAQUE),
-                                ttlv.structure(Tag.KEY_VALUE, [ttlv.byte_string(Tag.KEY_MATERIAL, b"hunter2")]),
+                                ttlv.structure(
+                                    Tag.KEY_VALUE, [ttlv.byte_string(Tag.KEY_MATERIAL, b"hunter2")]
+                                ),
                             ],
                         ),
                     ],
@@ -360,7 +419,9 @@ class RegisterTests(SynchronousTestCase):
         self.assertEqual(got.get(Tag.OBJECT_TYPE), ObjectType.SECRET_DATA)
         data = got.payload.find(Tag.SECRET_DATA)
         self.assertEqual(data.get(Tag.SECRET_DATA_TYPE), SecretDataType.PASSWORD)
-        self.assertEqual(data.find(Tag.KEY_BLOCK).find(Tag.KEY_VALUE).get(Tag.KEY_MATERIAL), b"hunter2")
+        self.assertEqual(
+            data.find(Tag.KEY_BLOCK).find(Tag.KEY_VALUE).get(Tag.KEY_MATERIAL), b"hunter2"
+        )
         opaque = h.one(
             V14,
             Operation.REGISTER,
@@ -369,7 +430,10 @@ class RegisterTests(SynchronousTestCase):
                 template_1x([]),
                 ttlv.structure(
                     Tag.OPAQUE_OBJECT,
-                    [ttlv.enumeration(Tag.OPAQUE_DATA_TYPE, 0x80000000), ttlv.byte_string(Tag.OPAQUE_DATA_VALUE, b"blob")],
+                    [
+                        ttlv.enumeration(Tag.OPAQUE_DATA_TYPE, 0x80000000),
+                        ttlv.byte_string(Tag.OPAQUE_DATA_VALUE, b"blob"),
+                    ],
                 ),
             ],
         )
@@ -382,7 +446,12 @@ class RegisterTests(SynchronousTestCase):
         h = Harness(self)
         uid = h.create()
         got = h.one(V11, Operation.GET, uid_payload(uid))
-        key = got.payload.find(Tag.SYMMETRIC_KEY).find(Tag.KEY_BLOCK).find(Tag.KEY_VALUE).get(Tag.KEY_MATERIAL)
+        key = (
+            got.payload.find(Tag.SYMMETRIC_KEY)
+            .find(Tag.KEY_BLOCK)
+            .find(Tag.KEY_VALUE)
+            .get(Tag.KEY_MATERIAL)
+        )
         stored = self.successResultOf(h.store.get_object("alpha", uid))
         self.assertNotIn(key, stored.wrapped_material)
 
@@ -394,7 +463,12 @@ class IsolationTests(SynchronousTestCase):
         """Get, Get Attributes, Locate, Destroy from tenant B: Item Not Found / nothing."""
         h = Harness(self)
         uid = h.create(tenant="alpha")
-        for operation in (Operation.GET, Operation.GET_ATTRIBUTES, Operation.DESTROY, Operation.ACTIVATE):
+        for operation in (
+            Operation.GET,
+            Operation.GET_ATTRIBUTES,
+            Operation.DESTROY,
+            Operation.ACTIVATE,
+        ):
             item = h.one(V14, operation, uid_payload(uid), tenant="beta")
             self.assertEqual(item.reason, ResultReason.ITEM_NOT_FOUND, operation)
         located = h.one(V14, Operation.LOCATE, [], tenant="beta")
@@ -404,7 +478,11 @@ class IsolationTests(SynchronousTestCase):
     def test_unregistered_peer_refused(self) -> None:
         """A certificate with no tenant gets Authentication Not Successful and a reason."""
         h = Harness(self)
-        response = h.send(request(V11, [(Operation.DISCOVER_VERSIONS, [], None)]), tenant=None, fingerprint="ab" * 32)
+        response = h.send(
+            request(V11, [(Operation.DISCOVER_VERSIONS, [], None)]),
+            tenant=None,
+            fingerprint="ab" * 32,
+        )
         self.assertEqual(response.items[0].reason, ResultReason.AUTHENTICATION_NOT_SUCCESSFUL)
         self.assertIn("ab" * 32, response.items[0].message)
         self.assertIn("pending", response.items[0].message)
@@ -414,22 +492,44 @@ class LocateTests(SynchronousTestCase):
     """Locate finds by any attribute, pages, and stays in the tenant."""
 
     def _named(self, h: Harness, name: str, version=V14) -> str:
-        return h.create(version=version, template=aes_template(extra=[attribute_1x("Name", name_1x(name))]))
+        return h.create(
+            version=version, template=aes_template(extra=[attribute_1x("Name", name_1x(name))])
+        )
 
     def test_by_name_custom_and_paging(self) -> None:
         """Locate by Name, by an x- attribute, with Maximum and Offset Items."""
         h = Harness(self)
         first = self._named(h, "disk-1")
         second = self._named(h, "disk-2")
-        h.one(V14, Operation.ADD_ATTRIBUTE, uid_payload(second) + [attribute_1x("x-Component", ttlv.text_string(0, "ESXi Server"))])
+        h.one(
+            V14,
+            Operation.ADD_ATTRIBUTE,
+            uid_payload(second) + [attribute_1x("x-Component", ttlv.text_string(0, "ESXi Server"))],
+        )
         by_name = h.one(V14, Operation.LOCATE, [attribute_1x("Name", name_1x("disk-1"))])
-        self.assertEqual([i.value for i in by_name.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [first])
+        self.assertEqual(
+            [i.value for i in by_name.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [first]
+        )
         self.assertEqual(by_name.get(Tag.LOCATED_ITEMS), 1)
-        by_custom = h.one(V14, Operation.LOCATE, [attribute_1x("x-Component", ttlv.text_string(0, "ESXi Server"))])
-        self.assertEqual([i.value for i in by_custom.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [second])
-        everything = h.one(V14, Operation.LOCATE, [attribute_1x("Object Type", ttlv.enumeration(0, ObjectType.SYMMETRIC_KEY))])
-        self.assertEqual([i.value for i in everything.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [second, first])
-        page = h.one(V14, Operation.LOCATE, [ttlv.integer(Tag.MAXIMUM_ITEMS, 1), ttlv.integer(Tag.OFFSET_ITEMS, 1)])
+        by_custom = h.one(
+            V14, Operation.LOCATE, [attribute_1x("x-Component", ttlv.text_string(0, "ESXi Server"))]
+        )
+        self.assertEqual(
+            [i.value for i in by_custom.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [second]
+        )
+        everything = h.one(
+            V14,
+            Operation.LOCATE,
+            [attribute_1x("Object Type", ttlv.enumeration(0, ObjectType.SYMMETRIC_KEY))],
+        )
+        self.assertEqual(
+            [i.value for i in everything.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [second, first]
+        )
+        page = h.one(
+            V14,
+            Operation.LOCATE,
+            [ttlv.integer(Tag.MAXIMUM_ITEMS, 1), ttlv.integer(Tag.OFFSET_ITEMS, 1)],
+        )
         self.assertEqual([i.value for i in page.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [first])
         self.assertEqual(page.get(Tag.LOCATED_ITEMS), 2)
 
@@ -440,7 +540,9 @@ class LocateTests(SynchronousTestCase):
         h.clock.advance(100)
         late = h.create(version=V14)
         h.one(V14, Operation.ACTIVATE, uid_payload(late))
-        active = h.one(V14, Operation.LOCATE, [attribute_1x("State", ttlv.enumeration(0, State.ACTIVE))])
+        active = h.one(
+            V14, Operation.LOCATE, [attribute_1x("State", ttlv.enumeration(0, State.ACTIVE))]
+        )
         self.assertEqual([i.value for i in active.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [late])
         window = h.one(
             V14,
@@ -459,7 +561,11 @@ class LocateTests(SynchronousTestCase):
         item = h.one(
             V20,
             Operation.LOCATE,
-            [ttlv.structure(Tag.ATTRIBUTES, [ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY)])],
+            [
+                ttlv.structure(
+                    Tag.ATTRIBUTES, [ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY)]
+                )
+            ],
         )
         self.assertTrue(item.ok, item.message)
         self.assertEqual([i.value for i in item.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [uid])
@@ -472,10 +578,18 @@ class AttributeTests(SynchronousTestCase):
         """Adding a second Cryptographic Usage Mask is refused; a second x- value is fine."""
         h = Harness(self)
         uid = h.create(version=V14)
-        refused = h.one(V14, Operation.ADD_ATTRIBUTE, uid_payload(uid) + [attribute_1x("Cryptographic Usage Mask", ttlv.integer(0, 4))])
+        refused = h.one(
+            V14,
+            Operation.ADD_ATTRIBUTE,
+            uid_payload(uid) + [attribute_1x("Cryptographic Usage Mask", ttlv.integer(0, 4))],
+        )
         self.assertEqual(refused.status, ResultStatus.OPERATION_FAILED)
         for value in ("a", "b"):
-            item = h.one(V14, Operation.ADD_ATTRIBUTE, uid_payload(uid) + [attribute_1x("x-tag", ttlv.text_string(0, value))])
+            item = h.one(
+                V14,
+                Operation.ADD_ATTRIBUTE,
+                uid_payload(uid) + [attribute_1x("x-tag", ttlv.text_string(0, value))],
+            )
             self.assertTrue(item.ok)
         self.assertEqual(h.attributes_1x(uid, "x-tag", version=V14)["x-tag"], ["a", "b"])
 
@@ -483,7 +597,11 @@ class AttributeTests(SynchronousTestCase):
         """A client cannot set State or Unique Identifier."""
         h = Harness(self)
         uid = h.create(version=V14)
-        item = h.one(V14, Operation.ADD_ATTRIBUTE, uid_payload(uid) + [attribute_1x("State", ttlv.enumeration(0, 2))])
+        item = h.one(
+            V14,
+            Operation.ADD_ATTRIBUTE,
+            uid_payload(uid) + [attribute_1x("State", ttlv.enumeration(0, 2))],
+        )
         self.assertEqual(item.reason, ResultReason.PERMISSION_DENIED)
         self.assertEqual(h.attributes_1x(uid, "State", version=V14)["State"], [State.PRE_ACTIVE])
 
@@ -491,44 +609,81 @@ class AttributeTests(SynchronousTestCase):
         """Modify then Delete an x- attribute by index (1.x)."""
         h = Harness(self)
         uid = h.create(version=V14)
-        h.one(V14, Operation.ADD_ATTRIBUTE, uid_payload(uid) + [attribute_1x("x-Name", ttlv.text_string(0, "old"))])
-        modified = h.one(V14, Operation.MODIFY_ATTRIBUTE, uid_payload(uid) + [attribute_1x("x-Name", ttlv.text_string(0, "new"))])
+        h.one(
+            V14,
+            Operation.ADD_ATTRIBUTE,
+            uid_payload(uid) + [attribute_1x("x-Name", ttlv.text_string(0, "old"))],
+        )
+        modified = h.one(
+            V14,
+            Operation.MODIFY_ATTRIBUTE,
+            uid_payload(uid) + [attribute_1x("x-Name", ttlv.text_string(0, "new"))],
+        )
         self.assertTrue(modified.ok, modified.message)
         self.assertEqual(h.attributes_1x(uid, "x-Name", version=V14)["x-Name"], ["new"])
-        deleted = h.one(V14, Operation.DELETE_ATTRIBUTE, uid_payload(uid) + [ttlv.text_string(Tag.ATTRIBUTE_NAME, "x-Name")])
+        deleted = h.one(
+            V14,
+            Operation.DELETE_ATTRIBUTE,
+            uid_payload(uid) + [ttlv.text_string(Tag.ATTRIBUTE_NAME, "x-Name")],
+        )
         self.assertTrue(deleted.ok, deleted.message)
         self.assertNotIn("x-Name", h.attributes_1x(uid, version=V14))
-        again = h.one(V14, Operation.DELETE_ATTRIBUTE, uid_payload(uid) + [ttlv.text_string(Tag.ATTRIBUTE_NAME, "x-Name")])
+        again = h.one(
+            V14,
+            Operation.DELETE_ATTRIBUTE,
+            uid_payload(uid) + [ttlv.text_string(Tag.ATTRIBUTE_NAME, "x-Name")],
+        )
         self.assertEqual(again.status, ResultStatus.OPERATION_FAILED)
 
     def test_wrong_type_for_known_attribute(self) -> None:
         """Cryptographic Length sent as a Text String is refused with Invalid Field."""
         h = Harness(self)
         uid = h.create(version=V14)
-        item = h.one(V14, Operation.MODIFY_ATTRIBUTE, uid_payload(uid) + [attribute_1x("Contact Information", ttlv.integer(0, 5))])
+        item = h.one(
+            V14,
+            Operation.MODIFY_ATTRIBUTE,
+            uid_payload(uid) + [attribute_1x("Contact Information", ttlv.integer(0, 5))],
+        )
         self.assertEqual(item.reason, ResultReason.INVALID_FIELD)
 
     def test_2x_vendor_attributes_and_set(self) -> None:
         """2.0 clients see x- attributes as vendor attributes and can Set Attribute."""
         h = Harness(self)
         uid = h.create(version=V14)
-        h.one(V14, Operation.ADD_ATTRIBUTE, uid_payload(uid) + [attribute_1x("x-Vendor", ttlv.text_string(0, "VMware, Inc."))])
+        h.one(
+            V14,
+            Operation.ADD_ATTRIBUTE,
+            uid_payload(uid) + [attribute_1x("x-Vendor", ttlv.text_string(0, "VMware, Inc."))],
+        )
         item = h.one(V20, Operation.GET_ATTRIBUTES, uid_payload(uid))
         self.assertTrue(item.ok, item.message)
         attributes = item.payload.find(Tag.ATTRIBUTES)
-        vendor = [a for a in attributes.find_all(Tag.ATTRIBUTE) if a.get(Tag.ATTRIBUTE_NAME) == "Vendor"]
+        vendor = [
+            a for a in attributes.find_all(Tag.ATTRIBUTE) if a.get(Tag.ATTRIBUTE_NAME) == "Vendor"
+        ]
         self.assertEqual(vendor[0].get(Tag.VENDOR_IDENTIFICATION), "x")
         self.assertEqual(attributes.get(Tag.STATE), State.PRE_ACTIVE)
         set_item = h.one(
             V20,
             Operation.SET_ATTRIBUTE,
-            uid_payload(uid) + [ttlv.structure(Tag.NEW_ATTRIBUTE, [ttlv.text_string(Tag.CONTACT_INFORMATION, "ops@example.com")])],
+            uid_payload(uid)
+            + [
+                ttlv.structure(
+                    Tag.NEW_ATTRIBUTE,
+                    [ttlv.text_string(Tag.CONTACT_INFORMATION, "ops@example.com")],
+                )
+            ],
         )
         self.assertTrue(set_item.ok, set_item.message)
-        self.assertEqual(h.attributes_1x(uid, "Contact Information", version=V14)["Contact Information"], ["ops@example.com"])
+        self.assertEqual(
+            h.attributes_1x(uid, "Contact Information", version=V14)["Contact Information"],
+            ["ops@example.com"],
+        )
         names = h.one(V20, Operation.GET_ATTRIBUTE_LIST, uid_payload(uid))
         references = names.payload.find_all(Tag.ATTRIBUTE_REFERENCE)
-        self.assertIn(Tag.STATE, [r.value for r in references if r.type == ttlv.ItemType.ENUMERATION])
+        self.assertIn(
+            Tag.STATE, [r.value for r in references if r.type == ttlv.ItemType.ENUMERATION]
+        )
 
     def test_set_attribute_not_in_1x(self) -> None:
         """Set Attribute does not exist in KMIP 1.4: Operation Not Supported."""
@@ -547,14 +702,24 @@ class BatchTests(SynchronousTestCase):
             request(
                 V14,
                 [
-                    (Operation.CREATE, [ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY), aes_template()], b"1"),
+                    (
+                        Operation.CREATE,
+                        [
+                            ttlv.enumeration(Tag.OBJECT_TYPE, ObjectType.SYMMETRIC_KEY),
+                            aes_template(),
+                        ],
+                        b"1",
+                    ),
                     (Operation.ACTIVATE, [], b"2"),
                     (Operation.GET, [], b"3"),
                 ],
             )
         )
         self.assertEqual([i.ok for i in response.items], [True, True, True])
-        self.assertEqual(response.items[0].get(Tag.UNIQUE_IDENTIFIER), response.items[2].get(Tag.UNIQUE_IDENTIFIER))
+        self.assertEqual(
+            response.items[0].get(Tag.UNIQUE_IDENTIFIER),
+            response.items[2].get(Tag.UNIQUE_IDENTIFIER),
+        )
 
     def test_stop_and_continue(self) -> None:
         """Stop (the default) ends at the first failure; Continue goes on."""
@@ -566,7 +731,11 @@ class BatchTests(SynchronousTestCase):
         stopped = h.send(request(V14, items))
         self.assertEqual(len(stopped.items), 1)
         self.assertEqual(stopped.items[0].reason, ResultReason.ITEM_NOT_FOUND)
-        header = [ttlv.enumeration(Tag.BATCH_ERROR_CONTINUATION_OPTION, BatchErrorContinuationOption.CONTINUE)]
+        header = [
+            ttlv.enumeration(
+                Tag.BATCH_ERROR_CONTINUATION_OPTION, BatchErrorContinuationOption.CONTINUE
+            )
+        ]
         continued = h.send(request(V14, items, header_extra=header))
         self.assertEqual([i.ok for i in continued.items], [False, True])
         self.assertEqual([i.batch_id for i in continued.items], [b"1", b"2"])
@@ -574,8 +743,12 @@ class BatchTests(SynchronousTestCase):
     def test_undo_refused(self) -> None:
         """Undo is refused clearly for the whole request."""
         h = Harness(self)
-        header = [ttlv.enumeration(Tag.BATCH_ERROR_CONTINUATION_OPTION, BatchErrorContinuationOption.UNDO)]
-        response = h.send(request(V14, [(Operation.DISCOVER_VERSIONS, [], None)] * 2, header_extra=header))
+        header = [
+            ttlv.enumeration(Tag.BATCH_ERROR_CONTINUATION_OPTION, BatchErrorContinuationOption.UNDO)
+        ]
+        response = h.send(
+            request(V14, [(Operation.DISCOVER_VERSIONS, [], None)] * 2, header_extra=header)
+        )
         self.assertEqual(response.items[0].reason, ResultReason.FEATURE_NOT_SUPPORTED)
         self.assertIn("Undo", response.items[0].message)
 
@@ -610,12 +783,18 @@ class BatchTests(SynchronousTestCase):
                         [
                             ttlv.structure(
                                 Tag.PROTOCOL_VERSION,
-                                [ttlv.integer(Tag.PROTOCOL_VERSION_MAJOR, 1), ttlv.integer(Tag.PROTOCOL_VERSION_MINOR, 4)],
+                                [
+                                    ttlv.integer(Tag.PROTOCOL_VERSION_MAJOR, 1),
+                                    ttlv.integer(Tag.PROTOCOL_VERSION_MINOR, 4),
+                                ],
                             ),
                             ttlv.text_string(Tag.BATCH_COUNT, "1"),
                         ],
                     ),
-                    ttlv.structure(Tag.BATCH_ITEM, [ttlv.enumeration(Tag.OPERATION, Operation.DISCOVER_VERSIONS)]),
+                    ttlv.structure(
+                        Tag.BATCH_ITEM,
+                        [ttlv.enumeration(Tag.OPERATION, Operation.DISCOVER_VERSIONS)],
+                    ),
                 ],
             )
         )
@@ -635,9 +814,18 @@ class BatchTests(SynchronousTestCase):
         """Discover Versions answers with the client's versions we speak, newest first."""
         h = Harness(self)
         offered = [
-            ttlv.structure(Tag.PROTOCOL_VERSION, [ttlv.integer(Tag.PROTOCOL_VERSION_MAJOR, 1), ttlv.integer(Tag.PROTOCOL_VERSION_MINOR, m)])
+            ttlv.structure(
+                Tag.PROTOCOL_VERSION,
+                [
+                    ttlv.integer(Tag.PROTOCOL_VERSION_MAJOR, 1),
+                    ttlv.integer(Tag.PROTOCOL_VERSION_MINOR, m),
+                ],
+            )
             for m in (1, 2, 9)
         ]
         item = h.one(V14, Operation.DISCOVER_VERSIONS, offered)
-        versions = [(v.get(Tag.PROTOCOL_VERSION_MAJOR), v.get(Tag.PROTOCOL_VERSION_MINOR)) for v in item.payload.value]
+        versions = [
+            (v.get(Tag.PROTOCOL_VERSION_MAJOR), v.get(Tag.PROTOCOL_VERSION_MINOR))
+            for v in item.payload.value
+        ]
         self.assertEqual(versions, [(1, 2), (1, 1)])

@@ -116,7 +116,10 @@ class ProtocolTestMixin:
         self.tenancy = FakeTenancy({pki.fingerprint(first): "acme"})
         self.processor = FakeProcessor(hold)
         self.factory = KMIPServerFactory(
-            self.processor, self.tenancy, self.clock, ConnectionLimits(**limits)  # type: ignore[arg-type]
+            self.processor,
+            self.tenancy,
+            self.clock,
+            ConnectionLimits(**limits),  # type: ignore[arg-type]
         )
         return self.factory
 
@@ -172,9 +175,7 @@ class OrderingTests(ProtocolTestMixin, SynchronousTestCase):
                 gate.callback(None)
             else:
                 self.fail("reading is paused with nothing in flight")
-        self.assertEqual(
-            transport.value(), b"".join(b"answer:" + _message(n) for n in numbers)
-        )
+        self.assertEqual(transport.value(), b"".join(b"answer:" + _message(n) for n in numbers))
 
     def test_message_split_across_reads(self) -> None:
         """A request that arrives a few bytes at a time is processed once, whole."""
@@ -232,9 +233,7 @@ class OrderingTests(ProtocolTestMixin, SynchronousTestCase):
         self.processor.waiting[1].callback(None)
         self.assertEqual(transport.producerState, "producing")
         self.processor.waiting[2].callback(None)
-        self.assertEqual(
-            transport.value(), b"".join(b"answer:" + _message(n) for n in (1, 2, 3))
-        )
+        self.assertEqual(transport.value(), b"".join(b"answer:" + _message(n) for n in (1, 2, 3)))
 
     def test_slow_reader_is_not_read(self) -> None:
         """A client that does not read its responses is not read either, so the server
@@ -405,8 +404,9 @@ class IdentityTests(ProtocolTestMixin, SynchronousTestCase):
         other, other_transport = self.connect(second)
         mine.dataReceived(_message(1))
         # As an administrator may paste it: upper case, colon separated.
-        pasted = ":".join(first.fingerprint(hashes.SHA256()).hex().upper()[i : i + 2]
-                          for i in range(0, 64, 2))
+        pasted = ":".join(
+            first.fingerprint(hashes.SHA256()).hex().upper()[i : i + 2] for i in range(0, 64, 2)
+        )
         self.assertEqual(self.factory.disconnect_fingerprint(pasted), 1)
         self.assertTrue(my_transport.disconnected)
         self.assertFalse(other_transport.disconnecting)
@@ -494,9 +494,7 @@ class QuietCloseTests(ProtocolTestMixin, SynchronousTestCase):
         observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         protocol, _ = self.connect()
         protocol.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(
-            [e for e in observer if e["log_level"] >= LogLevel.warn], []
-        )
+        self.assertEqual([e for e in observer if e["log_level"] >= LogLevel.warn], [])
         self.assertEqual(self.factory.open_connections, 0)
 
 
@@ -583,10 +581,15 @@ class TLSTests(ProtocolTestMixin, SynchronousTestCase):
         client, kmip, collector, pump = self.tls_connection(_pki()["first"])
         client.write(_message(1))
         pump.flush()
-        self.assertEqual(kmip.peer, Peer(
-            "192.0.2.7:40000", pki.fingerprint(_certificates()[0]), "acme",
-            _certificates()[0].subject.rfc4514_string(),
-        ))
+        self.assertEqual(
+            kmip.peer,
+            Peer(
+                "192.0.2.7:40000",
+                pki.fingerprint(_certificates()[0]),
+                "acme",
+                _certificates()[0].subject.rfc4514_string(),
+            ),
+        )
         self.assertEqual(collector.received, b"answer:" + _message(1))
 
     def test_no_client_certificate(self) -> None:

@@ -590,7 +590,9 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         blocker = store._submit(lambda connection: gate.wait(10))
 
         def half_done(connection: sqlite3.Connection) -> None:
-            connection.execute("INSERT INTO tenants (name, root_key_kind, root_key_id, created) VALUES ('half', 'local', 'default', 0)")
+            connection.execute(
+                "INSERT INTO tenants (name, root_key_kind, root_key_id, created) VALUES ('half', 'local', 'default', 0)"
+            )
             raise RuntimeError("failed after writing")
 
         writes = [

@@ -32,7 +32,10 @@ SPEC_EXAMPLES = [
         ttlv.text_string(TAG, "Hello World"),
         "42 00 20 | 07 | 00 00 00 0B | 48 65 6C 6C 6F 20 57 6F 72 6C 64 00 00 00 00 00",
     ),
-    (ttlv.byte_string(TAG, b"\x01\x02\x03"), "42 00 20 | 08 | 00 00 00 03 | 01 02 03 00 00 00 00 00"),
+    (
+        ttlv.byte_string(TAG, b"\x01\x02\x03"),
+        "42 00 20 | 08 | 00 00 00 03 | 01 02 03 00 00 00 00 00",
+    ),
     (ttlv.date_time(TAG, 0x47DA67F8), "42 00 20 | 09 | 00 00 00 08 | 00 00 00 00 47 DA 67 F8"),
     (ttlv.interval(TAG, 864000), "42 00 20 | 0A | 00 00 00 04 | 00 0D 2F 00 00 00 00 00"),
     (

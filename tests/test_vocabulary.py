@@ -224,9 +224,7 @@ class EnumerationMappingTests(SynchronousTestCase):
         self.assertEqual(enum_from_xml_name(CryptographicUsageMask, "Encrypt|Decrypt"), 0x0C)
         self.assertEqual(enum_from_xml_name(CryptographicUsageMask, "Sign 0x00100000"), 0x100001)
         self.assertEqual(enum_xml_name(CryptographicUsageMask, 0x0C), "Encrypt Decrypt")
-        self.assertEqual(
-            enum_xml_name(CryptographicUsageMask, 0x40000004), "Encrypt 0x40000000"
-        )
+        self.assertEqual(enum_xml_name(CryptographicUsageMask, 0x40000004), "Encrypt 0x40000000")
         self.assertEqual(enum_xml_name(CryptographicUsageMask, 0), "0x00000000")
 
     def test_xml_extensions_and_errors(self) -> None:
@@ -289,8 +287,19 @@ class AttributeTableTests(SynchronousTestCase):
             ATTRIBUTES_BY_NAME["X.509 Certificate Subject"].applies_to,
             {ObjectType.CERTIFICATE},
         )
-        valid = {"Structure", "Integer", "LongInteger", "BigInteger", "Enumeration", "Boolean",
-                 "TextString", "ByteString", "DateTime", "Interval", "DateTimeExtended"}
+        valid = {
+            "Structure",
+            "Integer",
+            "LongInteger",
+            "BigInteger",
+            "Enumeration",
+            "Boolean",
+            "TextString",
+            "ByteString",
+            "DateTime",
+            "Interval",
+            "DateTimeExtended",
+        }
         for rule in ATTRIBUTES:
             self.assertIn(rule.item_type, valid, rule.name)
             self.assertTrue(rule.versions and rule.versions <= VERSIONS, rule.name)

@@ -87,56 +87,113 @@ PKCS11_FUNCTIONS = (
     " C_VerifyMessageBegin C_VerifyMessageNext C_MessageVerifyFinal"
 ).split()
 PKCS11_RETURN_CODES = (
-    ("OK", 0x000), ("CANCEL", 0x001), ("HOST_MEMORY", 0x002), ("SLOT_ID_INVALID", 0x003),
-    ("GENERAL_ERROR", 0x005), ("FUNCTION_FAILED", 0x006), ("ARGUMENTS_BAD", 0x007),
-    ("NO_EVENT", 0x008), ("NEED_TO_CREATE_THREADS", 0x009), ("CANT_LOCK", 0x00A),
-    ("ATTRIBUTE_READ_ONLY", 0x010), ("ATTRIBUTE_SENSITIVE", 0x011),
-    ("ATTRIBUTE_TYPE_INVALID", 0x012), ("ATTRIBUTE_VALUE_INVALID", 0x013),
-    ("ACTION_PROHIBITED", 0x01B), ("DATA_INVALID", 0x020), ("DATA_LEN_RANGE", 0x021),
-    ("DEVICE_ERROR", 0x030), ("DEVICE_MEMORY", 0x031), ("DEVICE_REMOVED", 0x032),
-    ("ENCRYPTED_DATA_INVALID", 0x040), ("ENCRYPTED_DATA_LEN_RANGE", 0x041),
-    ("FUNCTION_CANCELED", 0x050), ("FUNCTION_NOT_PARALLEL", 0x051),
-    ("FUNCTION_NOT_SUPPORTED", 0x054), ("KEY_HANDLE_INVALID", 0x060),
-    ("KEY_SIZE_RANGE", 0x062), ("KEY_TYPE_INCONSISTENT", 0x063),
-    ("KEY_NOT_NEEDED", 0x064), ("KEY_CHANGED", 0x065), ("KEY_NEEDED", 0x066),
-    ("KEY_INDIGESTIBLE", 0x067), ("KEY_FUNCTION_NOT_PERMITTED", 0x068),
-    ("KEY_NOT_WRAPPABLE", 0x069), ("KEY_UNEXTRACTABLE", 0x06A),
-    ("MECHANISM_INVALID", 0x070), ("MECHANISM_PARAM_INVALID", 0x071),
-    ("OBJECT_HANDLE_INVALID", 0x082), ("OPERATION_ACTIVE", 0x090),
-    ("OPERATION_NOT_INITIALIZED", 0x091), ("PIN_INCORRECT", 0x0A0),
-    ("PIN_INVALID", 0x0A1), ("PIN_LEN_RANGE", 0x0A2), ("PIN_EXPIRED", 0x0A3),
-    ("PIN_LOCKED", 0x0A4), ("SESSION_CLOSED", 0x0B0), ("SESSION_COUNT", 0x0B1),
-    ("SESSION_HANDLE_INVALID", 0x0B3), ("SESSION_PARALLEL_NOT_SUPPORTED", 0x0B4),
-    ("SESSION_READ_ONLY", 0x0B5), ("SESSION_EXISTS", 0x0B6),
-    ("SESSION_READ_ONLY_EXISTS", 0x0B7), ("SESSION_READ_WRITE_SO_EXISTS", 0x0B8),
-    ("SIGNATURE_INVALID", 0x0C0), ("SIGNATURE_LEN_RANGE", 0x0C1),
-    ("TEMPLATE_INCOMPLETE", 0x0D0), ("TEMPLATE_INCONSISTENT", 0x0D1),
-    ("TOKEN_NOT_PRESENT", 0x0E0), ("TOKEN_NOT_RECOGNIZED", 0x0E1),
-    ("TOKEN_WRITE_PROTECTED", 0x0E2), ("UNWRAPPING_KEY_HANDLE_INVALID", 0x0F0),
-    ("UNWRAPPING_KEY_SIZE_RANGE", 0x0F1), ("UNWRAPPING_KEY_TYPE_INCONSISTENT", 0x0F2),
-    ("USER_ALREADY_LOGGED_IN", 0x100), ("USER_NOT_LOGGED_IN", 0x101),
-    ("USER_PIN_NOT_INITIALIZED", 0x102), ("USER_TYPE_INVALID", 0x103),
-    ("USER_ANOTHER_ALREADY_LOGGED_IN", 0x104), ("USER_TOO_MANY_TYPES", 0x105),
-    ("WRAPPED_KEY_INVALID", 0x110), ("WRAPPED_KEY_LEN_RANGE", 0x112),
-    ("WRAPPING_KEY_HANDLE_INVALID", 0x113), ("WRAPPING_KEY_SIZE_RANGE", 0x114),
-    ("WRAPPING_KEY_TYPE_INCONSISTENT", 0x115), ("RANDOM_SEED_NOT_SUPPORTED", 0x120),
-    ("RANDOM_NO_RNG", 0x121), ("DOMAIN_PARAMS_INVALID", 0x130),
-    ("CURVE_NOT_SUPPORTED", 0x140), ("BUFFER_TOO_SMALL", 0x150),
-    ("SAVED_STATE_INVALID", 0x160), ("INFORMATION_SENSITIVE", 0x170),
-    ("STATE_UNSAVEABLE", 0x180), ("CRYPTOKI_NOT_INITIALIZED", 0x190),
-    ("CRYPTOKI_ALREADY_INITIALIZED", 0x191), ("MUTEX_BAD", 0x1A0),
-    ("MUTEX_NOT_LOCKED", 0x1A1), ("NEW_PIN_MODE", 0x1B0), ("NEXT_OTP", 0x1B1),
-    ("EXCEEDED_MAX_ITERATIONS", 0x1B5), ("FIPS_SELF_TEST_FAILED", 0x1B6),
-    ("LIBRARY_LOAD_FAILED", 0x1B7), ("PIN_TOO_WEAK", 0x1B8),
-    ("PUBLIC_KEY_INVALID", 0x1B9), ("FUNCTION_REJECTED", 0x200),
+    ("OK", 0x000),
+    ("CANCEL", 0x001),
+    ("HOST_MEMORY", 0x002),
+    ("SLOT_ID_INVALID", 0x003),
+    ("GENERAL_ERROR", 0x005),
+    ("FUNCTION_FAILED", 0x006),
+    ("ARGUMENTS_BAD", 0x007),
+    ("NO_EVENT", 0x008),
+    ("NEED_TO_CREATE_THREADS", 0x009),
+    ("CANT_LOCK", 0x00A),
+    ("ATTRIBUTE_READ_ONLY", 0x010),
+    ("ATTRIBUTE_SENSITIVE", 0x011),
+    ("ATTRIBUTE_TYPE_INVALID", 0x012),
+    ("ATTRIBUTE_VALUE_INVALID", 0x013),
+    ("ACTION_PROHIBITED", 0x01B),
+    ("DATA_INVALID", 0x020),
+    ("DATA_LEN_RANGE", 0x021),
+    ("DEVICE_ERROR", 0x030),
+    ("DEVICE_MEMORY", 0x031),
+    ("DEVICE_REMOVED", 0x032),
+    ("ENCRYPTED_DATA_INVALID", 0x040),
+    ("ENCRYPTED_DATA_LEN_RANGE", 0x041),
+    ("FUNCTION_CANCELED", 0x050),
+    ("FUNCTION_NOT_PARALLEL", 0x051),
+    ("FUNCTION_NOT_SUPPORTED", 0x054),
+    ("KEY_HANDLE_INVALID", 0x060),
+    ("KEY_SIZE_RANGE", 0x062),
+    ("KEY_TYPE_INCONSISTENT", 0x063),
+    ("KEY_NOT_NEEDED", 0x064),
+    ("KEY_CHANGED", 0x065),
+    ("KEY_NEEDED", 0x066),
+    ("KEY_INDIGESTIBLE", 0x067),
+    ("KEY_FUNCTION_NOT_PERMITTED", 0x068),
+    ("KEY_NOT_WRAPPABLE", 0x069),
+    ("KEY_UNEXTRACTABLE", 0x06A),
+    ("MECHANISM_INVALID", 0x070),
+    ("MECHANISM_PARAM_INVALID", 0x071),
+    ("OBJECT_HANDLE_INVALID", 0x082),
+    ("OPERATION_ACTIVE", 0x090),
+    ("OPERATION_NOT_INITIALIZED", 0x091),
+    ("PIN_INCORRECT", 0x0A0),
+    ("PIN_INVALID", 0x0A1),
+    ("PIN_LEN_RANGE", 0x0A2),
+    ("PIN_EXPIRED", 0x0A3),
+    ("PIN_LOCKED", 0x0A4),
+    ("SESSION_CLOSED", 0x0B0),
+    ("SESSION_COUNT", 0x0B1),
+    ("SESSION_HANDLE_INVALID", 0x0B3),
+    ("SESSION_PARALLEL_NOT_SUPPORTED", 0x0B4),
+    ("SESSION_READ_ONLY", 0x0B5),
+    ("SESSION_EXISTS", 0x0B6),
+    ("SESSION_READ_ONLY_EXISTS", 0x0B7),
+    ("SESSION_READ_WRITE_SO_EXISTS", 0x0B8),
+    ("SIGNATURE_INVALID", 0x0C0),
+    ("SIGNATURE_LEN_RANGE", 0x0C1),
+    ("TEMPLATE_INCOMPLETE", 0x0D0),
+    ("TEMPLATE_INCONSISTENT", 0x0D1),
+    ("TOKEN_NOT_PRESENT", 0x0E0),
+    ("TOKEN_NOT_RECOGNIZED", 0x0E1),
+    ("TOKEN_WRITE_PROTECTED", 0x0E2),
+    ("UNWRAPPING_KEY_HANDLE_INVALID", 0x0F0),
+    ("UNWRAPPING_KEY_SIZE_RANGE", 0x0F1),
+    ("UNWRAPPING_KEY_TYPE_INCONSISTENT", 0x0F2),
+    ("USER_ALREADY_LOGGED_IN", 0x100),
+    ("USER_NOT_LOGGED_IN", 0x101),
+    ("USER_PIN_NOT_INITIALIZED", 0x102),
+    ("USER_TYPE_INVALID", 0x103),
+    ("USER_ANOTHER_ALREADY_LOGGED_IN", 0x104),
+    ("USER_TOO_MANY_TYPES", 0x105),
+    ("WRAPPED_KEY_INVALID", 0x110),
+    ("WRAPPED_KEY_LEN_RANGE", 0x112),
+    ("WRAPPING_KEY_HANDLE_INVALID", 0x113),
+    ("WRAPPING_KEY_SIZE_RANGE", 0x114),
+    ("WRAPPING_KEY_TYPE_INCONSISTENT", 0x115),
+    ("RANDOM_SEED_NOT_SUPPORTED", 0x120),
+    ("RANDOM_NO_RNG", 0x121),
+    ("DOMAIN_PARAMS_INVALID", 0x130),
+    ("CURVE_NOT_SUPPORTED", 0x140),
+    ("BUFFER_TOO_SMALL", 0x150),
+    ("SAVED_STATE_INVALID", 0x160),
+    ("INFORMATION_SENSITIVE", 0x170),
+    ("STATE_UNSAVEABLE", 0x180),
+    ("CRYPTOKI_NOT_INITIALIZED", 0x190),
+    ("CRYPTOKI_ALREADY_INITIALIZED", 0x191),
+    ("MUTEX_BAD", 0x1A0),
+    ("MUTEX_NOT_LOCKED", 0x1A1),
+    ("NEW_PIN_MODE", 0x1B0),
+    ("NEXT_OTP", 0x1B1),
+    ("EXCEEDED_MAX_ITERATIONS", 0x1B5),
+    ("FIPS_SELF_TEST_FAILED", 0x1B6),
+    ("LIBRARY_LOAD_FAILED", 0x1B7),
+    ("PIN_TOO_WEAK", 0x1B8),
+    ("PUBLIC_KEY_INVALID", 0x1B9),
+    ("FUNCTION_REJECTED", 0x200),
 )
 
 # "Applies to Object Types" phrases -> object type spec names. "Cryptographic
 # objects" are the managed objects that carry key material (1.4 section 2.2): every
 # object type but Template and Opaque Object (and the 2.x Certificate Request).
 _CRYPTOGRAPHIC_OBJECTS = (
-    "Certificate", "Symmetric Key", "Public Key", "Private Key", "Split Key",
-    "Secret Data", "PGP Key",
+    "Certificate",
+    "Symmetric Key",
+    "Public Key",
+    "Private Key",
+    "Split Key",
+    "Secret Data",
+    "PGP Key",
 )
 APPLIES_TO_PHRASES = {
     "All Cryptographic Objects": _CRYPTOGRAPHIC_OBJECTS,
@@ -289,7 +346,7 @@ def sections(blocks: list[Block], title: str) -> Iterator[tuple[Heading, list[Bl
     parent = heading.level
     current: Heading | None = None
     body: list[Block] = []
-    for block in blocks[index + 1:]:
+    for block in blocks[index + 1 :]:
         if isinstance(block, Heading) and block.level <= parent:
             break
         if isinstance(block, Heading) and block.level == parent + 1:
@@ -305,7 +362,7 @@ def sections(blocks: list[Block], title: str) -> Iterator[tuple[Heading, list[Bl
 def section_body(blocks: list[Block], title: str) -> list[Block]:
     """The blocks of the section called *title*, up to the next heading."""
     body: list[Block] = []
-    for block in blocks[_find_heading(blocks, title) + 1:]:
+    for block in blocks[_find_heading(blocks, title) + 1 :]:
         if isinstance(block, Heading):
             break
         body.append(block)
@@ -432,9 +489,7 @@ def extract(version: str, blocks: list[Block]) -> SpecData:
                 continue  # the tag table itself, handled above
             values = [
                 (ERRATA.get((version, name, value_name), value_name), value)
-                for value_name, value in _name_value_rows(
-                    b for b in body if isinstance(b, Table)
-                )
+                for value_name, value in _name_value_rows(b for b in body if isinstance(b, Table))
             ]
             data.enums[name] = EnumSpec(name, mask, values)
 
@@ -459,9 +514,14 @@ def _field_name(cell: str) -> str:
 
 
 RULE_LABELS = (
-    "SHALL always have a value", "Initially set by", "Modifiable by server",
-    "Modifiable by client", "Deletable by client", "Multiple instances permitted",
-    "When implicitly set", "Applies to Object Types",
+    "SHALL always have a value",
+    "Initially set by",
+    "Modifiable by server",
+    "Modifiable by client",
+    "Deletable by client",
+    "Multiple instances permitted",
+    "When implicitly set",
+    "Applies to Object Types",
 )
 
 
@@ -574,7 +634,8 @@ def merge(
         for version, name in member.names.items():
             values_by_name.setdefault(identifier(name), {})[version] = member.value
     moved = {
-        ident: by_ver for ident, by_ver in sorted(values_by_name.items())
+        ident: by_ver
+        for ident, by_ver in sorted(values_by_name.items())
         if len(set(by_ver.values())) > 1
     }
     for ident, by_ver in moved.items():
@@ -583,6 +644,7 @@ def merge(
 
     used: set[str] = set()
     ordered = [members[value] for value in sorted(members)]
+
     # Canonical identifiers first (newest spec name), so aliases never steal them; a
     # name two values share goes to the value the newest spec gives it.
     def recency(member: Member) -> tuple[int, int]:
@@ -642,10 +704,17 @@ def merge(
     if moved:
         per_version = {
             version: {identifier(name): value for name, value in by_version[version]}
-            for version in VERSIONS if version in by_version
+            for version in VERSIONS
+            if version in by_version
         }
     merged = Merged(
-        spec_name, class_name(spec_name), mask, ordered, xml_names, notes, defined_in,
+        spec_name,
+        class_name(spec_name),
+        mask,
+        ordered,
+        xml_names,
+        notes,
+        defined_in,
         per_version,
     )
     for note in notes:
@@ -721,8 +790,10 @@ def render_tags(tags: Merged) -> str:
         "``TAG_SPEC_NAME`` give a tag's newest XML and display names.\n"
     )
     out += ["import enum", ""]
-    out += ['__all__ = ["Tag", "TAG_VERSIONS", "TAG_BY_XML_NAME", "TAG_XML_NAME",'
-            ' "TAG_SPEC_NAME"]', ""]
+    out += [
+        '__all__ = ["Tag", "TAG_VERSIONS", "TAG_BY_XML_NAME", "TAG_XML_NAME", "TAG_SPEC_NAME"]',
+        "",
+    ]
     out += _version_constants(m.versions for m in tags.members)
     out += ["", ""]
     out += ["# Differences between the spec versions' tag tables:"]
@@ -792,7 +863,7 @@ def render_enums(enums: list[Merged], enum_by_tag: list[tuple[Member, Merged | N
         "(older names are aliases). ``ENUM_VALUE_VERSIONS`` says which versions define\n"
         "each value, ``ENUM_BY_TAG`` which enumeration a tag's value belongs to, and\n"
         "``enum_from_xml_name``/``enum_xml_name`` convert to and from the KMIP XML/JSON\n"
-        "encoding names (\"SymmetricKey\", masks as \"Encrypt Decrypt\").\n"
+        'encoding names ("SymmetricKey", masks as "Encrypt Decrypt").\n'
     )
     out += [
         "import enum",
@@ -804,14 +875,18 @@ def render_enums(enums: list[Merged], enum_by_tag: list[tuple[Member, Merged | N
     names = sorted(merged.class_name for merged in enums)
     out += ["__all__ = ["]
     for name in names + [
-        "ENUM_BY_TAG", "ENUM_CLASSES", "ENUM_SPEC_NAME", "ENUM_VALUE_VERSIONS",
-        "ENUM_VALUES_BY_VERSION", "ENUM_XML_NAMES", "enum_from_xml_name", "enum_xml_name",
+        "ENUM_BY_TAG",
+        "ENUM_CLASSES",
+        "ENUM_SPEC_NAME",
+        "ENUM_VALUE_VERSIONS",
+        "ENUM_VALUES_BY_VERSION",
+        "ENUM_XML_NAMES",
+        "enum_from_xml_name",
+        "enum_xml_name",
     ]:
         out.append(f"    {_py_str(name)},")
     out += ["]", ""]
-    out += _version_constants(
-        [m.versions for merged in enums for m in merged.members]
-    )
+    out += _version_constants([m.versions for merged in enums for m in merged.members])
     out += [""]
     notes = [(merged, note) for merged in enums for note in merged.notes]
     if IDENTIFIER_RENAMES or notes:
@@ -1051,9 +1126,14 @@ def merge_attributes(
                 f"attribute {name!r}: item type differs: "
                 + ", ".join(f"{v} {specs[v].attributes[name].item_type}" for v in defined)
             )
-        for label in ("SHALL always have a value", "Modifiable by client",
-                      "Deletable by client", "Multiple instances permitted",
-                      "Initially set by", "Applies to Object Types"):
+        for label in (
+            "SHALL always have a value",
+            "Modifiable by client",
+            "Deletable by client",
+            "Multiple instances permitted",
+            "Initially set by",
+            "Applies to Object Types",
+        ):
             texts = {v: specs[v].attributes[name].rules.get(label, "") for v in defined}
             meanings: set[object]
             if label == "Initially set by":
@@ -1069,34 +1149,43 @@ def merge_attributes(
                 )
         conditions = tuple(
             (label, rules[label])
-            for label in ("SHALL always have a value", "Initially set by",
-                          "Modifiable by server", "Modifiable by client",
-                          "Deletable by client", "Multiple instances permitted")
-            if label in rules and rules[label] not in ("Yes", "No", "Server", "Client",
-                                                        "Server or Client", "Client or Server")
+            for label in (
+                "SHALL always have a value",
+                "Initially set by",
+                "Modifiable by server",
+                "Modifiable by client",
+                "Deletable by client",
+                "Multiple instances permitted",
+            )
+            if label in rules
+            and rules[label]
+            not in ("Yes", "No", "Server", "Client", "Server or Client", "Client or Server")
         )
-        rows.append(AttributeRow(
-            name=name,
-            tag=tag,
-            item_type=newest.item_type,
-            multi_valued=_yes(rules["Multiple instances permitted"]),
-            versions=tuple(defined),
-            applies_to=_applies_to(defined[-1], name, rules["Applies to Object Types"]),
-            server_set_only="Client" not in rules["Initially set by"],
-            client_modifiable=_yes(rules["Modifiable by client"]),
-            client_deletable=_yes(rules["Deletable by client"]),
-            always_present=_yes(rules["SHALL always have a value"]),
-            client_modifiable_1x=_yes(older.rules["Modifiable by client"]) if older else None,
-            client_deletable_1x=_yes(older.rules["Deletable by client"]) if older else None,
-            multi_valued_1x=(
-                _yes(older.rules["Multiple instances permitted"]) if older else None
-            ),
-            applies_to_1x=(
-                _applies_to(old[-1], name, older.rules["Applies to Object Types"])
-                if older else None
-            ),
-            conditions=conditions,
-        ))
+        rows.append(
+            AttributeRow(
+                name=name,
+                tag=tag,
+                item_type=newest.item_type,
+                multi_valued=_yes(rules["Multiple instances permitted"]),
+                versions=tuple(defined),
+                applies_to=_applies_to(defined[-1], name, rules["Applies to Object Types"]),
+                server_set_only="Client" not in rules["Initially set by"],
+                client_modifiable=_yes(rules["Modifiable by client"]),
+                client_deletable=_yes(rules["Deletable by client"]),
+                always_present=_yes(rules["SHALL always have a value"]),
+                client_modifiable_1x=_yes(older.rules["Modifiable by client"]) if older else None,
+                client_deletable_1x=_yes(older.rules["Deletable by client"]) if older else None,
+                multi_valued_1x=(
+                    _yes(older.rules["Multiple instances permitted"]) if older else None
+                ),
+                applies_to_1x=(
+                    _applies_to(old[-1], name, older.rules["Applies to Object Types"])
+                    if older
+                    else None
+                ),
+                conditions=conditions,
+            )
+        )
     return rows
 
 
@@ -1108,7 +1197,7 @@ def render_attributes(rows: list[AttributeRow], object_types: Merged, notes: lis
             ot_ident[name] = member.identifier
     out = _header(
         "The KMIP attribute table, from the attribute chapters of KMIP 1.1, 1.4 and 2.1.\n\n"
-        "One ``AttributeRule`` per attribute with a tag of its own (custom \"x-\"/\"y-\"\n"
+        'One ``AttributeRule`` per attribute with a tag of its own (custom "x-"/"y-"\n'
         "attributes are handled elsewhere). Where versions disagree the 2.1 rule wins and\n"
         "the newest 1.x rule is kept in the ``*_1x`` fields. In 1.x an attribute travels\n"
         "as Attribute{Attribute Name (its spec name), Attribute Index, Attribute Value};\n"
@@ -1156,11 +1245,11 @@ def render_attributes(rows: list[AttributeRow], object_types: Merged, notes: lis
         "    client_deletable: bool",
         '    #: "SHALL always have a value".',
         "    always_present: bool",
-        "    #: The newest 1.x spec's \"Modifiable by client\"; None if no 1.x defines it.",
+        '    #: The newest 1.x spec\'s "Modifiable by client"; None if no 1.x defines it.',
         "    client_modifiable_1x: bool | None",
-        "    #: The newest 1.x spec's \"Deletable by client\"; None if no 1.x defines it.",
+        '    #: The newest 1.x spec\'s "Deletable by client"; None if no 1.x defines it.',
         "    client_deletable_1x: bool | None",
-        "    #: The newest 1.x spec's \"Multiple instances permitted\".",
+        '    #: The newest 1.x spec\'s "Multiple instances permitted".',
         "    multi_valued_1x: bool | None",
         "    #: The newest 1.x spec's object types (1.x often restricts what 2.x allows);",
         "    #: None for all object types or if no 1.x spec defines the attribute.",
@@ -1286,7 +1375,8 @@ def _enum_by_tag(
     for name in sorted(unmapped):
         report.append(f"ENUM_BY_TAG: enumeration-encoded tag {name!r} has no enumeration")
     unused = sorted(
-        merged.class_name for merged in enums
+        merged.class_name
+        for merged in enums
         if not any(target is merged for _, target in mapping.values())
     )
     for name in unused:
@@ -1306,9 +1396,7 @@ def generate(spec_dir: Path) -> tuple[dict[str, str], list[str]]:
     enum_names = sorted({name for spec in specs.values() for name in spec.enums})
     enums = []
     for name in enum_names:
-        by_version = {
-            v: specs[v].enums[name].values for v in VERSIONS if name in specs[v].enums
-        }
+        by_version = {v: specs[v].enums[name].values for v in VERSIONS if name in specs[v].enums}
         defined_in = tuple(v for v in VERSIONS if name in specs[v].enums)
         masks = {specs[v].enums[name].mask for v in defined_in}
         if name == "PKCS#11 Function":
@@ -1347,7 +1435,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec_dir", type=Path, help="directory holding the spec HTML files")
     parser.add_argument(
-        "--output-dir", type=Path,
+        "--output-dir",
+        type=Path,
         default=Path(__file__).resolve().parent.parent / "kmiptwist" / "vocabulary",
     )
     parser.add_argument("--check", action="store_true", help="compare, do not write")

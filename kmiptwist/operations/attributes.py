@@ -27,12 +27,15 @@ from kmiptwist.vocabulary.tags import Tag
 
 __all__ = ["HANDLERS"]
 
+
 def _is_multi_valued(name: str) -> bool:
     found = rule_for(name)
     return found.multi_valued if found is not None else True
 
 
-def _attributes_out(obj: ManagedObject, names: list[str] | None, version: ProtocolVersion) -> list[Item]:
+def _attributes_out(
+    obj: ManagedObject, names: list[str] | None, version: ProtocolVersion
+) -> list[Item]:
     """The object's attributes as a client of ``version`` reads them."""
     selected = list(obj.attributes) if not names else names
     out: list[Item] = []
@@ -89,7 +92,9 @@ async def get_attribute_list(context: RequestContext, payload: Item) -> Payload:
     return out
 
 
-def _single_attribute(payload: Item, context: RequestContext, tag_2x: int) -> tuple[str, int | None, Item]:
+def _single_attribute(
+    payload: Item, context: RequestContext, tag_2x: int
+) -> tuple[str, int | None, Item]:
     """The one attribute of an Add/Modify/Set request (1.x Attribute, 2.x New Attribute)."""
     if context.version.is_2x:
         container = payload.find(tag_2x)
@@ -103,14 +108,18 @@ def _single_attribute(payload: Item, context: RequestContext, tag_2x: int) -> tu
 
 
 def _tag_name(tag: int) -> str:
-    return {Tag.NEW_ATTRIBUTE: "New Attribute", Tag.CURRENT_ATTRIBUTE: "Current Attribute"}.get(tag, hex(tag))
+    return {Tag.NEW_ATTRIBUTE: "New Attribute", Tag.CURRENT_ATTRIBUTE: "Current Attribute"}.get(
+        tag, hex(tag)
+    )
 
 
 def _touch(context: RequestContext, obj: ManagedObject) -> None:
     obj.set_date("Last Change Date", context.now())
 
 
-def _response(context: RequestContext, unique_identifier: str, name: str, value: Item, index: int) -> Payload:
+def _response(
+    context: RequestContext, unique_identifier: str, name: str, value: Item, index: int
+) -> Payload:
     if context.version.is_2x:
         return [uid_item(unique_identifier)]
     return [uid_item(unique_identifier), to_wire(name, value, context.version, index)]
@@ -123,12 +132,16 @@ async def add_attribute(context: RequestContext, payload: Item) -> Payload:
     name, index, value = _single_attribute(payload, context, Tag.NEW_ATTRIBUTE)
     check_client_value(name, context.version)
     if index is not None and not context.version.is_2x:
-        raise invalid_field("Add Attribute must not carry an Attribute Index; the server assigns it")
+        raise invalid_field(
+            "Add Attribute must not carry an Attribute Index; the server assigns it"
+        )
     async with context.lock(unique_identifier):
         obj = await context.load(unique_identifier)
         if not _is_multi_valued(name) and obj.values(name):
             raise KMIPError(
-                reason_in(context.version, "ATTRIBUTE_SINGLE_VALUED", ResultReason.INDEX_OUT_OF_BOUNDS),
+                reason_in(
+                    context.version, "ATTRIBUTE_SINGLE_VALUED", ResultReason.INDEX_OUT_OF_BOUNDS
+                ),
                 f"attribute {name!r} is single-valued and already set; use Modify Attribute",
             )
         new_index = obj.add(name, value)
@@ -165,22 +178,32 @@ async def modify_attribute(context: RequestContext, payload: Item) -> Payload:
                     raise invalid_field("Current Attribute must hold one attribute")
                 current_name, _, current_value = from_wire(current.value[0], context.version)
                 if current_name != name:
-                    raise invalid_field("Current Attribute and New Attribute name different attributes")
+                    raise invalid_field(
+                        "Current Attribute and New Attribute name different attributes"
+                    )
                 position = _find_instance(obj, name, current_value)
                 if position is None:
                     raise KMIPError(
-                        reason_in(context.version, "ATTRIBUTE_NOT_FOUND", ResultReason.INVALID_FIELD),
+                        reason_in(
+                            context.version, "ATTRIBUTE_NOT_FOUND", ResultReason.INVALID_FIELD
+                        ),
                         f"{unique_identifier} has no {name!r} with the Current Attribute's value",
                     )
             elif len(instances) > 1:
-                raise invalid_field(f"{name!r} has several instances; name one with Current Attribute")
+                raise invalid_field(
+                    f"{name!r} has several instances; name one with Current Attribute"
+                )
             else:
                 position = 0
         else:
             position = index or 0
             if position >= len(instances):
                 raise KMIPError(
-                    reason_in(context.version, "ATTRIBUTE_INDEX_OUT_OF_BOUNDS", ResultReason.INDEX_OUT_OF_BOUNDS),
+                    reason_in(
+                        context.version,
+                        "ATTRIBUTE_INDEX_OUT_OF_BOUNDS",
+                        ResultReason.INDEX_OUT_OF_BOUNDS,
+                    ),
                     f"{name!r} has no instance {position}",
                 )
         instances[position] = value
@@ -224,7 +247,9 @@ async def delete_attribute(context: RequestContext, payload: Item) -> Payload:
         elif reference is not None:
             name = reference_name(reference)
         else:
-            raise invalid_field("Delete Attribute needs a Current Attribute or an Attribute Reference")
+            raise invalid_field(
+                "Delete Attribute needs a Current Attribute or an Attribute Reference"
+            )
     else:
         names = requested_names(payload, context.version)
         if len(names) != 1:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, frozen
 from twisted.internet.defer import DeferredLock
 
 from kmiptwist import ttlv
@@ -61,7 +61,9 @@ class RequestContext:
             # 2.x lets a Unique Identifier be the enumeration "ID Placeholder" (and
             # others that name earlier results, which all mean the placeholder here).
             if self.id_placeholder is None:
-                raise invalid_field("Unique Identifier refers to the ID Placeholder, which is not set")
+                raise invalid_field(
+                    "Unique Identifier refers to the ID Placeholder, which is not set"
+                )
             return self.id_placeholder
         raise invalid_field("Unique Identifier must be a Text String")
 
@@ -85,9 +87,13 @@ class RequestContext:
         """Wrap ``material`` with the tenant's root key into ``obj``."""
         wrapper = self.engine.root_keys.for_tenant(self.tenant)
         try:
-            obj.wrapped_material = await wrapper.wrap(material, aad_for(self.tenant, obj.unique_identifier))
+            obj.wrapped_material = await wrapper.wrap(
+                material, aad_for(self.tenant, obj.unique_identifier)
+            )
         except WrappingError as error:
-            raise KMIPError(ResultReason.GENERAL_FAILURE, f"cannot wrap key material: {error}") from None
+            raise KMIPError(
+                ResultReason.GENERAL_FAILURE, f"cannot wrap key material: {error}"
+            ) from None
 
     async def material(self, obj: ManagedObject) -> bytes:
         """The object's unwrapped material, through the bounded cache."""

@@ -37,7 +37,9 @@ def _object_type(payload: Item) -> int:
     return found.value
 
 
-def _new_object(context: RequestContext, object_type: int, client_attributes: list[tuple[str, Item]]) -> ManagedObject:
+def _new_object(
+    context: RequestContext, object_type: int, client_attributes: list[tuple[str, Item]]
+) -> ManagedObject:
     """An object with the attributes the server sets, then the client's."""
     now = context.now()
     obj = ManagedObject(
@@ -99,7 +101,11 @@ async def create(context: RequestContext, payload: Item) -> Payload:
     material = generate_symmetric_key(algorithm, length)
     obj = _new_object(context, object_type, attributes)
     value = ObjectValue(
-        keyblocks.symmetric_key(material, algorithm, length), material, keyblocks.KeyFormatType.RAW, algorithm, length
+        keyblocks.symmetric_key(material, algorithm, length),
+        material,
+        keyblocks.KeyFormatType.RAW,
+        algorithm,
+        length,
     )
     await _store_new(context, obj, value)
     return [ttlv.enumeration(Tag.OBJECT_TYPE, object_type), uid_item(obj.unique_identifier)]
@@ -116,11 +122,17 @@ async def register(context: RequestContext, payload: Item) -> Payload:
     names = {name for name, _ in attributes}
     if value.cryptographic_algorithm is not None and "Cryptographic Algorithm" not in names:
         attributes.append(
-            ("Cryptographic Algorithm", ttlv.enumeration(Tag.CRYPTOGRAPHIC_ALGORITHM, value.cryptographic_algorithm))
+            (
+                "Cryptographic Algorithm",
+                ttlv.enumeration(Tag.CRYPTOGRAPHIC_ALGORITHM, value.cryptographic_algorithm),
+            )
         )
     if value.cryptographic_length is not None and "Cryptographic Length" not in names:
         attributes.append(
-            ("Cryptographic Length", ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, value.cryptographic_length))
+            (
+                "Cryptographic Length",
+                ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, value.cryptographic_length),
+            )
         )
     obj = _new_object(context, object_type, attributes)
     await _store_new(context, obj, value)
@@ -162,12 +174,16 @@ async def revoke(context: RequestContext, payload: Item) -> Payload:
             target = State.DESTROYED_COMPROMISED if state == State.DESTROYED else State.COMPROMISED
             if state == target:
                 raise KMIPError(
-                    ResultReason.WRONG_KEY_LIFECYCLE_STATE, f"{unique_identifier} is already {state_name(state)}"
+                    ResultReason.WRONG_KEY_LIFECYCLE_STATE,
+                    f"{unique_identifier} is already {state_name(state)}",
                 )
             transition(obj, target, now)
             obj.set(
                 "Compromise Occurrence Date",
-                ttlv.date_time(Tag.COMPROMISE_OCCURRENCE_DATE, occurrence.value if occurrence is not None else now),
+                ttlv.date_time(
+                    Tag.COMPROMISE_OCCURRENCE_DATE,
+                    occurrence.value if occurrence is not None else now,
+                ),
             )
         else:
             if state != State.ACTIVE:
@@ -199,7 +215,9 @@ async def destroy(context: RequestContext, payload: Item) -> Payload:
         state = obj.state
         if state == State.ACTIVE:
             raise KMIPError(
-                ResultReason.WRONG_KEY_LIFECYCLE_STATE if context.version.is_2x else ResultReason.PERMISSION_DENIED,
+                ResultReason.WRONG_KEY_LIFECYCLE_STATE
+                if context.version.is_2x
+                else ResultReason.PERMISSION_DENIED,
                 f"{unique_identifier} is Active; revoke it before destroying it",
             )
         if state in (State.DESTROYED, State.DESTROYED_COMPROMISED):

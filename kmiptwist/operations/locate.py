@@ -25,12 +25,15 @@ def criteria_from(payload: Item, context: RequestContext) -> list[LocateCriterio
             if container.type != ItemType.STRUCTURE:
                 raise invalid_field("Attributes must be a structure")
             attributes = [
-                (name, value) for name, _, value in (from_wire(c, context.version) for c in container.value)
+                (name, value)
+                for name, _, value in (from_wire(c, context.version) for c in container.value)
             ]
     else:
         attributes = [
             (name, value)
-            for name, _, value in (from_wire(c, context.version) for c in payload.find_all(Tag.ATTRIBUTE))
+            for name, _, value in (
+                from_wire(c, context.version) for c in payload.find_all(Tag.ATTRIBUTE)
+            )
         ]
     criteria: list[LocateCriterion] = []
     dates: dict[str, list[Item]] = {}
@@ -47,7 +50,9 @@ def criteria_from(payload: Item, context: RequestContext) -> list[LocateCriterio
             criteria.append(LocateCriterion(name, low, ">="))
             criteria.append(LocateCriterion(name, high, "<="))
         else:
-            raise invalid_field(f"date attribute {name!r} may appear at most twice (a range) in Locate")
+            raise invalid_field(
+                f"date attribute {name!r} may appear at most twice (a range) in Locate"
+            )
     return criteria
 
 

@@ -23,7 +23,9 @@ async def get(context: RequestContext, payload: Item) -> Payload:
             "Get with a Key Wrapping Specification is not supported; keys are returned over TLS",
         )
     if payload.find(Tag.KEY_COMPRESSION_TYPE) is not None:
-        raise KMIPError(ResultReason.KEY_COMPRESSION_TYPE_NOT_SUPPORTED, "key compression is not supported")
+        raise KMIPError(
+            ResultReason.KEY_COMPRESSION_TYPE_NOT_SUPPORTED, "key compression is not supported"
+        )
     obj = await context.load(unique_identifier)
     stored = ttlv.decode(await context.material(obj))
     value = keyblocks.for_get(stored, requested_format)

@@ -84,7 +84,10 @@ def read_response(data: bytes) -> Response:
     assert header is not None
     version_item = header.find(Tag.PROTOCOL_VERSION)
     assert version_item is not None
-    version = (version_item.get(Tag.PROTOCOL_VERSION_MAJOR), version_item.get(Tag.PROTOCOL_VERSION_MINOR))
+    version = (
+        version_item.get(Tag.PROTOCOL_VERSION_MAJOR),
+        version_item.get(Tag.PROTOCOL_VERSION_MINOR),
+    )
     response = Response(version)
     for item in message.find_all(Tag.BATCH_ITEM):
         response.items.append(

@@ -91,7 +91,9 @@ class RunningServer:
             except OSError:
                 time.sleep(0.05)
         server.stop()
-        raise RuntimeError(f"twistd kmip did not listen on {port} within {timeout} s:\n{server.log()}")
+        raise RuntimeError(
+            f"twistd kmip did not listen on {port} within {timeout} s:\n{server.log()}"
+        )
 
     def path(self, *parts: str) -> str:
         """A path inside the data directory."""
