@@ -102,7 +102,8 @@ def _check_type(name: str, value: Item, rule: AttributeRule) -> None:
         )
     enum = ENUM_BY_TAG.get(rule.tag)
     if enum is not None and value.type == ItemType.ENUMERATION:
-        if value.value not in enum._value2member_map_ and value.value < 0x80000000:
+        known = getattr(enum, "_value2member_map_", {})
+        if value.value not in known and value.value < 0x80000000:
             raise invalid_field(f"attribute {name!r} has no value 0x{value.value:08X}")
 
 

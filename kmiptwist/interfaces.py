@@ -6,9 +6,10 @@ in-memory one in :mod:`kmiptwist.testing`, held to the same contract tests.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from attrs import frozen
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from kmiptwist.objects import ManagedObject
@@ -51,13 +52,13 @@ class IKeyStore(Interface):
     after it is durable: a KMIP success is sent only after commit.
     """
 
-    def add_object(obj: ManagedObject) -> object:
+    def add_object(obj: ManagedObject) -> Deferred[Any]:
         """Store a new object (attributes and wrapped material)."""
 
-    def get_object(tenant: str, unique_identifier: str) -> object:
+    def get_object(tenant: str, unique_identifier: str) -> Deferred[Any]:
         """The object, or None when it does not exist in ``tenant``."""
 
-    def update_object(obj: ManagedObject) -> object:
+    def update_object(obj: ManagedObject) -> Deferred[Any]:
         """Replace the stored attributes and material of ``obj``.
 
         The update succeeds only if the stored revision equals ``obj.revision``;
@@ -70,16 +71,16 @@ class IKeyStore(Interface):
         criteria: list[LocateCriterion],
         offset: int,
         maximum: int | None,
-    ) -> object:
+    ) -> Deferred[Any]:
         """The unique identifiers of the tenant's objects matching every criterion.
 
         Newest first; ``offset`` skips, ``maximum`` bounds (None: all).
         """
 
-    def locate_count(tenant: str, criteria: list[LocateCriterion]) -> object:
+    def locate_count(tenant: str, criteria: list[LocateCriterion]) -> Deferred[Any]:
         """How many of the tenant's objects match every criterion (Located Items)."""
 
-    def count_objects(tenant: str) -> object:
+    def count_objects(tenant: str) -> Deferred[Any]:
         """How many objects the tenant has (any state)."""
 
 
@@ -122,36 +123,36 @@ class PendingCertificate:
 class ITenancy(Interface):
     """Tenants, their client certificates, and certificates waiting for approval."""
 
-    def tenant_for_fingerprint(fingerprint: str) -> object:
+    def tenant_for_fingerprint(fingerprint: str) -> Deferred[Any]:
         """The tenant name the certificate belongs to, or None."""
 
-    def get_tenant(name: str) -> object:
+    def get_tenant(name: str) -> Deferred[Any]:
         """The :class:`Tenant`, or None."""
 
-    def add_tenant(tenant: Tenant) -> object:
+    def add_tenant(tenant: Tenant) -> Deferred[Any]:
         """Create a tenant; a tenant of that name must not exist."""
 
-    def add_certificate(certificate: ClientCertificate) -> object:
+    def add_certificate(certificate: ClientCertificate) -> Deferred[Any]:
         """Register a client certificate to its tenant."""
 
     def record_pending(
         fingerprint: str, subject: str, issuer: str, address: str, certificate_pem: str, now: int
-    ) -> object:
+    ) -> Deferred[Any]:
         """Remember (or refresh) a certificate that is not registered."""
 
-    def list_pending() -> object:
+    def list_pending() -> Deferred[Any]:
         """Every :class:`PendingCertificate`, most recently seen first."""
 
-    def remove_pending(fingerprint: str) -> object:
+    def remove_pending(fingerprint: str) -> Deferred[Any]:
         """Forget a pending certificate; True when it was pending."""
 
-    def list_tenants() -> object:
+    def list_tenants() -> Deferred[Any]:
         """Every :class:`Tenant`, by name."""
 
-    def list_certificates(tenant: str) -> object:
+    def list_certificates(tenant: str) -> Deferred[Any]:
         """The tenant's :class:`ClientCertificate` records, oldest first."""
 
-    def remove_certificate(fingerprint: str) -> object:
+    def remove_certificate(fingerprint: str) -> Deferred[Any]:
         """Unregister a certificate; True when it was registered."""
 
 
@@ -171,8 +172,8 @@ class IKeyWrapper(Interface):
 
     name = Attribute("A short description for logs, e.g. 'local root key'.")
 
-    def wrap(material: bytes, aad: bytes) -> object:
+    def wrap(material: bytes, aad: bytes) -> Deferred[Any]:
         """Awaitable of the wrapped material (bytes)."""
 
-    def unwrap(wrapped: bytes, aad: bytes) -> object:
+    def unwrap(wrapped: bytes, aad: bytes) -> Deferred[Any]:
         """Awaitable of :class:`UnwrapResult`; a KMIP error when it cannot."""

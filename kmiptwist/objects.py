@@ -30,7 +30,7 @@ TRANSITIONS: dict[int, frozenset[int]] = {
     State.DESTROYED_COMPROMISED: frozenset(),
 }
 
-_STATE_NAMES = {
+_STATE_NAMES: dict[int, str] = {
     State.PRE_ACTIVE: "Pre-Active",
     State.ACTIVE: "Active",
     State.DEACTIVATED: "Deactivated",

@@ -194,11 +194,11 @@ class KMIPProcessor:
                 tenant=context.tenant,
                 peer=peer.address,
             )
-            error = KMIPError(
+            internal = KMIPError(
                 ResultReason.GENERAL_FAILURE,
                 f"{_operation_name(operation)} failed on an internal error; the server log has details",
             )
-            return ResponseBatchItem.failure(operation, None, error)
+            return ResponseBatchItem.failure(operation, None, internal)
         return ResponseBatchItem(
             operation=operation, result_status=ResultStatus.SUCCESS, payload=response_payload
         )

@@ -108,9 +108,11 @@ def _single_attribute(
 
 
 def _tag_name(tag: int) -> str:
-    return {Tag.NEW_ATTRIBUTE: "New Attribute", Tag.CURRENT_ATTRIBUTE: "Current Attribute"}.get(
-        tag, hex(tag)
-    )
+    names: dict[int, str] = {
+        Tag.NEW_ATTRIBUTE: "New Attribute",
+        Tag.CURRENT_ATTRIBUTE: "Current Attribute",
+    }
+    return names.get(tag, hex(tag))
 
 
 def _touch(context: RequestContext, obj: ManagedObject) -> None:
