@@ -14,8 +14,8 @@ from kmiptwist.errors import KMIPError, invalid_field
 from kmiptwist.messages import ProtocolVersion
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.attributes import ATTRIBUTES_BY_NAME, ATTRIBUTES_BY_TAG, AttributeRule
-from kmiptwist.vocabulary.enums import ENUM_BY_TAG, ResultReason
-from kmiptwist.vocabulary.tags import TAG_SPEC_NAME, Tag
+from kmiptwist.vocabulary.enums import ENUM_BY_TAG, ResultReason, State
+from kmiptwist.vocabulary.tags import Tag
 
 __all__ = [
     "rule_for",
@@ -23,7 +23,6 @@ __all__ = [
     "visible_in",
     "from_wire",
     "to_wire",
-    "template_attributes",
     "requested_names",
     "check_client_value",
     "check_modifiable",
@@ -47,12 +46,10 @@ SERVER_ONLY = frozenset(
         "Archive Date",
         "Digest",
         "Lease Time",
-        "Fresh",
         "Always Sensitive",
         "Never Extractable",
         "Key Value Present",
         "Original Creation Date",
-        "Random Number Generator",
         "Short Unique Identifier",
         "Certificate Type",
         "Certificate Length",
@@ -174,40 +171,6 @@ def to_wire(name: str, value: Item, version: ProtocolVersion, index: int | None 
     return ttlv.structure(Tag.ATTRIBUTE, children)
 
 
-def template_attributes(payload: Item, version: ProtocolVersion) -> list[tuple[str, Item]]:
-    """The attributes a Create/Register request carries, in order.
-
-    1.x sends a Template-Attribute (named templates are refused: they are
-    deprecated and this server stores none); 2.x sends Attributes.
-    """
-    result: list[tuple[str, Item]] = []
-    for container_tag in (
-        Tag.TEMPLATE_ATTRIBUTE,
-        Tag.ATTRIBUTES,
-        Tag.COMMON_TEMPLATE_ATTRIBUTE,
-        Tag.COMMON_ATTRIBUTES,
-    ):
-        container = payload.find(container_tag)
-        if container is None:
-            continue
-        if container.type != ItemType.STRUCTURE:
-            raise invalid_field(
-                f"{TAG_SPEC_NAME.get(container_tag, container_tag)} must be a structure"
-            )
-        for child in container.value:
-            if child.tag == Tag.NAME and container_tag in (
-                Tag.TEMPLATE_ATTRIBUTE,
-                Tag.COMMON_TEMPLATE_ATTRIBUTE,
-            ):
-                raise KMIPError(
-                    ResultReason.ITEM_NOT_FOUND,
-                    "named templates are not supported; send the attributes themselves",
-                )
-            name, _, value = from_wire(child, version)
-            result.append((name, value))
-    return result
-
-
 def requested_names(payload: Item, version: ProtocolVersion) -> list[str]:
     """The attribute names a Get Attributes / Delete request asks for, in order."""
     names: list[str] = []
@@ -273,3 +236,38 @@ def check_deletable(name: str, version: ProtocolVersion) -> None:
         allowed = found.client_deletable_1x
     if not allowed:
         raise _read_only(name, version, "cannot be deleted by a client")
+
+
+#: Dates a client may change only in some states (the rules' "Modifiable by client:
+#: Yes, only while in ..."), and whether the date must also still lie ahead.
+_STATE_BOUND: dict[str, tuple[frozenset[int], bool]] = {
+    "Activation Date": (frozenset({State.PRE_ACTIVE}), False),
+    "Deactivation Date": (frozenset({State.PRE_ACTIVE, State.ACTIVE}), False),
+    "Process Start Date": (frozenset({State.PRE_ACTIVE, State.ACTIVE}), True),
+    "Protect Stop Date": (frozenset({State.PRE_ACTIVE, State.ACTIVE}), True),
+}
+
+
+def check_state_allows(
+    name: str, state: int, current: int | None, now: int, version: ProtocolVersion
+) -> None:
+    """Refuse a client changing a lifecycle date the object's state no longer allows.
+
+    ``current`` is the date's present value, if any.  KMIP 2.x answers Wrong Key
+    Lifecycle State; 1.x, which has no such rule for attributes, Permission Denied.
+    """
+    bound = _STATE_BOUND.get(name)
+    if bound is None:
+        return
+    states, must_lie_ahead = bound
+    reached = must_lie_ahead and current is not None and current <= now
+    if state in states and not reached:
+        return
+    reason = (
+        ResultReason.WRONG_KEY_LIFECYCLE_STATE if version.is_2x else ResultReason.PERMISSION_DENIED
+    )
+    why = "its date has passed" if state in states else "of the object's state"
+    raise KMIPError(reason, f"attribute {name!r} can no longer be changed: {why}")
+
+
+__all__ += ["check_state_allows"]

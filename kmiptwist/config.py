@@ -52,12 +52,23 @@ class Configuration:
     interface: str = "0.0.0.0"
     port: int = 5696
     server_names: tuple[str, ...] = ()
+    interop_testing: bool = False
     tls_certificate: str | None = None
     tls_private_key: str | None = None
     database: str | None = None
     root_key_file: str | None = None
     cache_max_entries: int = 10_000
     cache_ttl: float = 300.0
+    cache_verify_on_get: bool = False
+    cache_verify_interval: float = 1.0
+    keyprotect_endpoint: str = "https://us-south.kms.cloud.ibm.com"
+    keyprotect_token_url: str = "https://iam.cloud.ibm.com/identity/token"
+    keyprotect_api_key: str | None = None
+    keyprotect_ca_bundle: str | None = None
+    keyprotect_timeout: float = 5.0
+    keyprotect_deadline: float = 15.0
+    keyprotect_max_retries: int = 4
+    keyprotect_max_in_flight: int = 128
     max_message_size: int = MiB
     max_ttlv_depth: int = 32
     max_ttlv_items: int = 100_000
@@ -67,6 +78,15 @@ class Configuration:
     handshake_timeout: float = 30.0
     log_json_file: str | None = None
     log_json_level: str = "info"
+    admin_socket: str | None = None
+    admin_tls_port: int = 0
+    admin_tls_interface: str = "127.0.0.1"
+    admin_tls_certificate: str | None = None
+    admin_tls_private_key: str | None = None
+    admin_client_ca: str | None = None
+    client_validity_days: int = 825
+    audit_file: str | None = None
+    audit_sync_interval: float = 0.01
 
     @property
     def database_path(self) -> str:
@@ -81,6 +101,23 @@ class Configuration:
         if self.root_key_file is not None:
             return self.root_key_file
         return DataDirectory(self.data_dir).root_key_path.path
+
+    @property
+    def admin_socket_path(self) -> str | None:
+        """The admin API's unix socket: ``admin_socket``, else ``<data_dir>/admin.sock``;
+        None when it is turned off (``socket = off``)."""
+        if self.admin_socket is None:
+            return DataDirectory(self.data_dir).path.child("admin.sock").path
+        if self.admin_socket.lower() in ("off", "none"):
+            return None
+        return self.admin_socket
+
+    @property
+    def audit_path(self) -> str:
+        """The audit log: ``audit_file``, else ``<data_dir>/audit.log``."""
+        if self.audit_file is not None:
+            return self.audit_file
+        return DataDirectory(self.data_dir).path.child("audit.log").path
 
     def replace(self, **changes: Any) -> Configuration:
         """A copy with some settings changed (used for command-line overrides)."""
@@ -147,6 +184,39 @@ def _seconds(minimum: float, allow_zero: bool = False) -> Callable[[str], float]
         return value
 
     return parse
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+def _url(text: str) -> str:
+    """An http(s) URL (https except to loopback, checked when the server starts)."""
+    from urllib.parse import urlsplit
+
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an https URL")
+    return value
+
+
+def _api_key_reference(text: str) -> str | None:
+    """Where an API key is read: file:/path or env:NAME; never the key itself."""
+    value = text.strip()
+    if not value:
+        return None
+    kind, _, target = value.partition(":")
+    if kind not in ("file", "env") or not target:
+        raise ValueError(
+            "give where the API key is read, file:/path or env:VARIABLE, never the key itself"
+        )
+    return value
 
 
 def _text(text: str) -> str:
@@ -217,6 +287,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Extra DNS names / IP addresses for the server certificate's SAN.",
     ),
     Setting(
+        "kmip",
+        "interop_testing",
+        "interop_testing",
+        _boolean,
+        False,
+        "Answer the KMIP 2.x Interop operation of the OASIS test cases (never in production).",
+    ),
+    Setting(
         "tls",
         "certificate",
         "tls_certificate",
@@ -263,6 +341,86 @@ SETTINGS: tuple[Setting, ...] = (
         _seconds(0, allow_zero=True),
         False,
         "Seconds an unwrapped material stays cached; 0 turns the cache off.",
+    ),
+    Setting(
+        "cache",
+        "verify_on_get",
+        "cache_verify_on_get",
+        _boolean,
+        False,
+        "Check with Key Protect that the root key is usable on every Get, cached or not.",
+    ),
+    Setting(
+        "cache",
+        "verify_interval",
+        "cache_verify_interval",
+        _seconds(0, allow_zero=True),
+        False,
+        "With verify_on_get: seconds one root key state check stands for; 0: every Get asks.",
+    ),
+    Setting(
+        "keyprotect",
+        "endpoint",
+        "keyprotect_endpoint",
+        _url,
+        False,
+        "Default Key Protect endpoint of tenants bound to Key Protect (public, private, regional).",
+    ),
+    Setting(
+        "keyprotect",
+        "token_url",
+        "keyprotect_token_url",
+        _url,
+        False,
+        "Default IAM token URL (e.g. https://private.iam.cloud.ibm.com/identity/token).",
+    ),
+    Setting(
+        "keyprotect",
+        "api_key",
+        "keyprotect_api_key",
+        _api_key_reference,
+        False,
+        "Default place of the service ID's API key: file:/path or env:NAME.",
+    ),
+    Setting(
+        "keyprotect",
+        "ca_bundle",
+        "keyprotect_ca_bundle",
+        _optional_path,
+        True,
+        "CA certificates (PEM) that sign Key Protect's and IAM's; default: the system's.",
+    ),
+    Setting(
+        "keyprotect",
+        "timeout",
+        "keyprotect_timeout",
+        _seconds(0.001),
+        False,
+        "Seconds one Key Protect or IAM attempt may take.",
+    ),
+    Setting(
+        "keyprotect",
+        "deadline",
+        "keyprotect_deadline",
+        _seconds(0.001),
+        False,
+        "Seconds one call may take with its retries; the KMIP answer comes within it.",
+    ),
+    Setting(
+        "keyprotect",
+        "max_retries",
+        "keyprotect_max_retries",
+        _integer(0, 20),
+        False,
+        "Retries of a call on no answer, 429 or 5xx (exponential backoff with jitter).",
+    ),
+    Setting(
+        "keyprotect",
+        "max_in_flight",
+        "keyprotect_max_in_flight",
+        _integer(1, 10_000),
+        False,
+        "Key Protect calls in flight at once, for the whole server.",
     ),
     Setting(
         "limits",
@@ -336,6 +494,78 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Lowest level written to json_file: debug, info, warn, error or critical.",
     ),
+    Setting(
+        "admin",
+        "socket",
+        "admin_socket",
+        _optional_path,
+        True,
+        "Unix socket of the admin API (mode 0600); default: <data_dir>/admin.sock; 'off' to disable.",
+    ),
+    Setting(
+        "admin",
+        "tls_port",
+        "admin_tls_port",
+        _integer(0, 65535),
+        False,
+        "Also serve the admin API over TCP with mutual TLS on this port; 0 (default): off.",
+    ),
+    Setting(
+        "admin",
+        "tls_interface",
+        "admin_tls_interface",
+        _text,
+        False,
+        "Address the admin TLS listener binds; default 127.0.0.1.",
+    ),
+    Setting(
+        "admin",
+        "tls_certificate",
+        "admin_tls_certificate",
+        _optional_path,
+        True,
+        "Admin listener certificate (PEM, chain after the leaf); default: the KMIP server's.",
+    ),
+    Setting(
+        "admin",
+        "tls_private_key",
+        "admin_tls_private_key",
+        _optional_path,
+        True,
+        "Admin listener private key (PEM); default: the KMIP server's.",
+    ),
+    Setting(
+        "admin",
+        "client_ca",
+        "admin_client_ca",
+        _optional_path,
+        True,
+        "CA certificates (PEM) of the admin client certificates; required with tls_port.",
+    ),
+    Setting(
+        "admin",
+        "client_validity_days",
+        "client_validity_days",
+        _integer(1, 3650),
+        False,
+        "Default validity of client certificates the built-in CA issues or signs, in days.",
+    ),
+    Setting(
+        "audit",
+        "file",
+        "audit_file",
+        _optional_path,
+        True,
+        "Audit log (hash-chained JSON lines, mode 0600); default: <data_dir>/audit.log.",
+    ),
+    Setting(
+        "audit",
+        "sync_interval",
+        "audit_sync_interval",
+        _seconds(0, allow_zero=True),
+        False,
+        "Least time between two fsyncs of the audit log; KMIP records reach disk within it.",
+    ),
 )
 """Every setting: the INI section and key, the :class:`Configuration` field it sets."""
 
@@ -397,6 +627,24 @@ def _check(configuration: Configuration) -> Configuration:
             "[tls] certificate and private_key must be set together (or both left to the "
             "data directory's)"
         )
+    if (configuration.admin_tls_certificate is None) != (
+        configuration.admin_tls_private_key is None
+    ):
+        raise ConfigurationError(
+            "[admin] tls_certificate and tls_private_key must be set together (or both left "
+            "to the KMIP server's)"
+        )
+    if configuration.admin_tls_port:
+        if configuration.admin_client_ca is None:
+            raise ConfigurationError(
+                "[admin] tls_port needs client_ca: the admin API over TCP accepts only "
+                "clients whose certificates that CA issued"
+            )
+        if configuration.admin_tls_port == configuration.port:
+            raise ConfigurationError(
+                f"[admin] tls_port {configuration.admin_tls_port} is the KMIP port; the admin "
+                "API never shares the KMIP listener"
+            )
     return configuration
 
 

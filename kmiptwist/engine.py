@@ -15,8 +15,8 @@ __all__ = ["Engine", "RootKeys", "SingleRootKey", "ServerInformation"]
 class RootKeys(Protocol):
     """Finds the root key that wraps a tenant's material."""
 
-    def for_tenant(self, tenant: str) -> IKeyWrapper:
-        """The wrapper bound to ``tenant``."""
+    async def for_tenant(self, tenant: str) -> IKeyWrapper:
+        """The wrapper bound to ``tenant``; a WrappingError when its binding cannot be used."""
 
 
 @define
@@ -25,7 +25,7 @@ class SingleRootKey:
 
     wrapper: IKeyWrapper
 
-    def for_tenant(self, tenant: str) -> IKeyWrapper:
+    async def for_tenant(self, tenant: str) -> IKeyWrapper:
         """The one wrapper, whatever the tenant."""
         return self.wrapper
 
@@ -50,6 +50,11 @@ class Engine:
     clock: IReactorTime
     server_information: ServerInformation = field(factory=ServerInformation)
     max_locate_items: int = 10_000
+    #: The Lease Time given to new cryptographic objects (seconds): the longest a
+    #: client may use one before it renews its lease with Obtain Lease.
+    lease_time: int = 3600
+    #: Whether the Interop operation (conformance testing only) is offered.
+    interop_testing: bool = False
 
     def now(self) -> int:
         """The current time in whole seconds, from the injected clock."""

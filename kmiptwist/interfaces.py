@@ -6,9 +6,10 @@ in-memory one in :mod:`kmiptwist.testing`, held to the same contract tests.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
@@ -23,8 +24,10 @@ __all__ = [
     "Tenant",
     "ClientCertificate",
     "PendingCertificate",
+    "TrustedCA",
     "UnwrapResult",
     "ConcurrentModification",
+    "IRemoteRootKey",
 ]
 
 
@@ -83,15 +86,35 @@ class IKeyStore(Interface):
     def count_objects(tenant: str) -> Deferred[Any]:
         """How many objects the tenant has (any state)."""
 
+    def replace_wrapped_material(
+        tenant: str,
+        unique_identifier: str,
+        expected: bytes,
+        wrapped_material: bytes,
+        root_key_version: str | None,
+    ) -> Deferred[Any]:
+        """Swap the stored wrapped material for a rewrapped form of the same material.
+
+        Only while the stored material is still ``expected`` (compare-and-swap, so a
+        destroyed object stays destroyed); revision and attributes do not change (the
+        key material is the same).  Fires True when it swapped, False otherwise.
+        """
+
 
 @frozen
 class Tenant:
-    """A tenant: a name and the root key that wraps all of its objects' material."""
+    """A tenant: a name and the root key that wraps all of its objects' material.
+
+    ``root_key_binding`` holds what the root key needs beyond kind and id (for Key
+    Protect: instance, endpoint, where the API key is read from), stored as JSON;
+    never an API key itself.
+    """
 
     name: str
     root_key_kind: str = "local"
     root_key_id: str = "default"
     created: int = 0
+    root_key_binding: Mapping[str, Any] = field(factory=dict, hash=False)
 
 
 @frozen
@@ -103,6 +126,18 @@ class ClientCertificate:
     subject: str
     issuer: str
     not_after: int
+    added: int
+    certificate_pem: str = ""
+
+
+@frozen
+class TrustedCA:
+    """A CA certificate a tenant trusts: client certificates chaining to it belong to it."""
+
+    fingerprint: str
+    tenant: str
+    subject: str
+    certificate_pem: str
     added: int
 
 
@@ -155,6 +190,30 @@ class ITenancy(Interface):
     def remove_certificate(fingerprint: str) -> Deferred[Any]:
         """Unregister a certificate; True when it was registered."""
 
+    def set_root_key(
+        name: str, root_key_kind: str, root_key_id: str, root_key_binding: Mapping[str, Any]
+    ) -> Deferred[Any]:
+        """Bind the tenant to a root key, or change how it is reached (never an API key
+        in the binding); ``UnknownTenant`` when there is no such tenant."""
+
+    def remove_tenant(name: str, force: bool) -> Deferred[Any]:
+        """Remove a tenant with its certificates, trusted CAs and objects.
+
+        Without ``force`` a tenant that still has objects is refused
+        (``TenantHasObjects``); with it, every object goes too, wrapped material and
+        metadata (crypto-shredding).  Fires with the removed objects' unique
+        identifiers; ``UnknownTenant`` when there is no such tenant.
+        """
+
+    def add_trusted_ca(ca: TrustedCA) -> Deferred[Any]:
+        """Trust a CA for its tenant; a CA can be trusted by one tenant only."""
+
+    def list_trusted_cas(tenant: str | None) -> Deferred[Any]:
+        """The :class:`TrustedCA` records of ``tenant`` (None: of every tenant), oldest first."""
+
+    def remove_trusted_ca(fingerprint: str) -> Deferred[Any]:
+        """Stop trusting a CA; True when it was trusted."""
+
 
 class UnwrapResult(NamedTuple):
     """Material unwrapped, and a new wrapped form when the root key was rotated."""
@@ -177,3 +236,24 @@ class IKeyWrapper(Interface):
 
     def unwrap(wrapped: bytes, aad: bytes) -> Deferred[Any]:
         """Awaitable of :class:`UnwrapResult`; a KMIP error when it cannot."""
+
+
+class IRemoteRootKey(IKeyWrapper):
+    """A root key held by a key service (Key Protect): versioned, rotatable, revocable.
+
+    The operations layer uses these when a wrapper provides them: the version to
+    record beside wrapped material, a check that the root key is still usable before
+    serving cached material, and rewrapping after a rotation.
+    """
+
+    root_key_id = Attribute("The root key's identifier in its service.")
+
+    def key_version(wrapped: bytes) -> str | None:
+        """The root key version that made ``wrapped`` (None when it does not say)."""
+
+    def rewrap(wrapped: bytes, aad: bytes) -> Deferred[Any]:
+        """Awaitable of ``wrapped`` wrapped again by the latest root key version."""
+
+    def check_usable() -> Deferred[Any]:
+        """Fires when the root key may be used now (per the configured policy); fails
+        with a WrappingError when it was disabled or deleted."""

@@ -36,7 +36,23 @@ OBJECT_TAGS: dict[int, int] = {
     ObjectType.SYMMETRIC_KEY: Tag.SYMMETRIC_KEY,
     ObjectType.SECRET_DATA: Tag.SECRET_DATA,
     ObjectType.OPAQUE_OBJECT: Tag.OPAQUE_OBJECT,
+    ObjectType.PUBLIC_KEY: Tag.PUBLIC_KEY,
+    ObjectType.PRIVATE_KEY: Tag.PRIVATE_KEY,
+    ObjectType.CERTIFICATE: Tag.CERTIFICATE,
+    ObjectType.TEMPLATE: Tag.TEMPLATE,
 }
+
+#: Key formats whose Key Material is a byte string (the others are structures).
+_BYTE_FORMATS = frozenset(
+    {
+        KeyFormatType.RAW,
+        KeyFormatType.OPAQUE,
+        KeyFormatType.PKCS_1,
+        KeyFormatType.PKCS_8,
+        KeyFormatType.X_509,
+        KeyFormatType.ECPRIVATEKEY,
+    }
+)
 
 
 @frozen
@@ -49,6 +65,9 @@ class ObjectValue:
     cryptographic_algorithm: int | None = None
     cryptographic_length: int | None = None
     block_attributes: tuple[tuple[str, Item], ...] = ()
+    #: The Key Format Type the client registered, when it is not the stored one
+    #: (a Transparent Symmetric Key is stored Raw and served back as registered).
+    registered_format: int | None = None
 
 
 def _key_block(
@@ -131,17 +150,88 @@ def _format_name(key_format_type: int) -> str:
         return f"0x{key_format_type:08X}"
 
 
+def _asymmetric_key(found: Item) -> tuple[ObjectValue, list[Item]]:
+    """A Public or Private Key as registered: kept in its own format, whatever it is."""
+    block = found.find(Tag.KEY_BLOCK)
+    if block is None or block.type != ItemType.STRUCTURE:
+        raise invalid_field("the key needs a Key Block")
+    if block.find(Tag.KEY_WRAPPING_DATA) is not None:
+        raise KMIPError(
+            ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED,
+            "registering wrapped key material is not supported; register the key unwrapped over TLS",
+        )
+    key_format_type = block.get(Tag.KEY_FORMAT_TYPE)
+    if not isinstance(key_format_type, int):
+        raise invalid_field("Key Block needs a Key Format Type")
+    value = block.find(Tag.KEY_VALUE)
+    if value is None or value.type != ItemType.STRUCTURE:
+        raise invalid_field("Key Block needs a Key Value structure")
+    key_material = value.find(Tag.KEY_MATERIAL)
+    if key_material is None:
+        raise invalid_field("Key Value needs Key Material")
+    if key_format_type in _BYTE_FORMATS:
+        if key_material.type != ItemType.BYTE_STRING or not key_material.value:
+            raise invalid_field(
+                f"{_format_name(key_format_type)} Key Material must be a byte string"
+            )
+        material = key_material.value
+    else:
+        if key_material.type != ItemType.STRUCTURE or not key_material.value:
+            raise invalid_field(f"{_format_name(key_format_type)} Key Material must be a structure")
+        material = ttlv.encode(key_material)
+    attributes = value.find_all(Tag.ATTRIBUTE)
+    kept = [c for c in value.value if c.tag != Tag.ATTRIBUTE]
+    stored_block = ttlv.structure(
+        Tag.KEY_BLOCK,
+        [ttlv.structure(Tag.KEY_VALUE, kept) if c.tag == Tag.KEY_VALUE else c for c in block.value],
+    )
+    return (
+        ObjectValue(
+            ttlv.structure(found.tag, [stored_block]),
+            material,
+            key_format_type,
+            block.get(Tag.CRYPTOGRAPHIC_ALGORITHM),
+            block.get(Tag.CRYPTOGRAPHIC_LENGTH),
+        ),
+        attributes,
+    )
+
+
+def _certificate(found: Item) -> ObjectValue:
+    """A Certificate as registered: its type and its encoded value."""
+    certificate_type = found.find(Tag.CERTIFICATE_TYPE)
+    certificate_value = found.find(Tag.CERTIFICATE_VALUE)
+    if certificate_type is None or certificate_type.type != ItemType.ENUMERATION:
+        raise invalid_field("Certificate needs a Certificate Type enumeration")
+    if (
+        certificate_value is None
+        or certificate_value.type != ItemType.BYTE_STRING
+        or not certificate_value.value
+    ):
+        raise invalid_field("Certificate needs a Certificate Value byte string")
+    stored = ttlv.structure(Tag.CERTIFICATE, [certificate_type, certificate_value])
+    return ObjectValue(stored, certificate_value.value, None)
+
+
 def parse_registered(object_type: int, payload: Item) -> tuple[ObjectValue, list[Item]]:
     """Read the object of a Register request; return its value and 1.x block attributes."""
     tag = OBJECT_TAGS.get(object_type)
     if tag is None:
         raise KMIPError(
             ResultReason.INVALID_FIELD,
-            "Register takes Symmetric Key, Secret Data and Opaque Object objects",
+            "Register takes Symmetric Keys, Public and Private Keys, Certificates, Secret Data, "
+            "Opaque Objects and (KMIP 1.x) Templates",
         )
     found = payload.find(tag)
     if found is None or found.type != ItemType.STRUCTURE:
         raise invalid_field("the Register payload does not hold an object of its Object Type")
+    if object_type in (ObjectType.PUBLIC_KEY, ObjectType.PRIVATE_KEY):
+        return _asymmetric_key(found)
+    if object_type == ObjectType.CERTIFICATE:
+        return _certificate(found), []
+    if object_type == ObjectType.TEMPLATE:
+        stored = ttlv.structure(Tag.TEMPLATE, found.find_all(Tag.ATTRIBUTE))
+        return ObjectValue(stored, ttlv.encode(stored), None), []
     if object_type == ObjectType.OPAQUE_OBJECT:
         data_type = found.find(Tag.OPAQUE_DATA_TYPE)
         data_value = found.find(Tag.OPAQUE_DATA_VALUE)
@@ -154,6 +244,7 @@ def parse_registered(object_type: int, payload: Item) -> tuple[ObjectValue, list
     block = found.find(Tag.KEY_BLOCK)
     if block is None:
         raise invalid_field("the object needs a Key Block")
+    registered_format = block.get(Tag.KEY_FORMAT_TYPE)
     material, key_format_type, algorithm, length, attributes = _read_key_block(block)
     if object_type == ObjectType.SYMMETRIC_KEY:
         if key_format_type != KeyFormatType.RAW:
@@ -168,7 +259,17 @@ def parse_registered(object_type: int, payload: Item) -> tuple[ObjectValue, list
         if length is None:
             length = len(material) * 8
         stored = symmetric_key(material, algorithm, length)
-        return ObjectValue(stored, material, KeyFormatType.RAW, algorithm, length), attributes
+        return (
+            ObjectValue(
+                stored,
+                material,
+                KeyFormatType.RAW,
+                algorithm,
+                length,
+                registered_format=registered_format,
+            ),
+            attributes,
+        )
     # Secret Data
     secret_type = found.find(Tag.SECRET_DATA_TYPE)
     if secret_type is None or secret_type.type != ItemType.ENUMERATION:
@@ -181,11 +282,11 @@ def parse_registered(object_type: int, payload: Item) -> tuple[ObjectValue, list
 
 def for_get(stored: Item, requested_format: int | None) -> Item:
     """The object as Get returns it, in ``requested_format`` (None: as stored)."""
-    if stored.tag == Tag.OPAQUE_OBJECT:
+    if stored.tag in (Tag.OPAQUE_OBJECT, Tag.CERTIFICATE, Tag.TEMPLATE):
         if requested_format not in (None, KeyFormatType.OPAQUE, KeyFormatType.RAW):
             raise KMIPError(
                 ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED,
-                "an Opaque Object has no key format to convert",
+                "this object has no key format to convert",
             )
         return stored
     if requested_format is None:

@@ -6,6 +6,7 @@ envelope (header and batch items) is typed here, because the processor acts on i
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from attrs import define, field
@@ -290,33 +291,64 @@ def parse_request(item: Item) -> RequestMessage:
 def encode_response(
     version: ProtocolVersion, time_stamp: int, batch_items: list[ResponseBatchItem]
 ) -> bytes:
-    """Encode a Response Message for ``version``."""
-    header = ttlv.structure(
-        Tag.RESPONSE_HEADER,
-        [
-            version.to_item(),
-            ttlv.date_time(Tag.TIME_STAMP, time_stamp),
-            ttlv.integer(Tag.BATCH_COUNT, len(batch_items)),
-        ],
-    )
-    children = [header]
+    """Encode a Response Message for ``version``.
+
+    The envelope is written as bytes directly (only the payloads go through the item
+    codec): it is the same few fields on every response.
+    """
+    body = [
+        _pack_structure_header(_RESPONSE_HEADER_HEAD, 72),
+        _pack_structure_header(_PROTOCOL_VERSION_HEAD, 32),
+        _pack_integer_item(_MAJOR_HEAD, 4, version.major),
+        _pack_integer_item(_MINOR_HEAD, 4, version.minor),
+        _pack_date_item(_TIME_STAMP_HEAD, 8, time_stamp),
+        _pack_integer_item(_BATCH_COUNT_HEAD, 4, len(batch_items)),
+    ]
     for batch_item in batch_items:
-        fields: list[Item] = []
+        fields = []
         if batch_item.operation is not None:
-            fields.append(ttlv.enumeration(Tag.OPERATION, batch_item.operation))
+            fields.append(_pack_enumeration_item(_OPERATION_HEAD, 4, batch_item.operation))
         if batch_item.unique_batch_item_id is not None:
             fields.append(
-                ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, batch_item.unique_batch_item_id)
+                ttlv.encode(
+                    ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, batch_item.unique_batch_item_id)
+                )
             )
-        fields.append(ttlv.enumeration(Tag.RESULT_STATUS, batch_item.result_status))
+        fields.append(_pack_enumeration_item(_RESULT_STATUS_HEAD, 4, batch_item.result_status))
         if batch_item.result_reason is not None:
-            fields.append(ttlv.enumeration(Tag.RESULT_REASON, batch_item.result_reason))
+            fields.append(_pack_enumeration_item(_RESULT_REASON_HEAD, 4, batch_item.result_reason))
         if batch_item.result_message is not None:
-            fields.append(ttlv.text_string(Tag.RESULT_MESSAGE, batch_item.result_message))
+            fields.append(
+                ttlv.encode(ttlv.text_string(Tag.RESULT_MESSAGE, batch_item.result_message))
+            )
         if batch_item.payload is not None:
-            fields.append(ttlv.structure(Tag.RESPONSE_PAYLOAD, batch_item.payload))
-        children.append(ttlv.structure(Tag.BATCH_ITEM, fields))
-    return ttlv.encode(ttlv.structure(Tag.RESPONSE_MESSAGE, children))
+            fields.append(ttlv.encode_structure(Tag.RESPONSE_PAYLOAD, batch_item.payload))
+        encoded = b"".join(fields)
+        body.append(_pack_structure_header(_BATCH_ITEM_HEAD, len(encoded)))
+        body.append(encoded)
+    message = b"".join(body)
+    return _pack_structure_header(_RESPONSE_MESSAGE_HEAD, len(message)) + message
+
+
+def _head(tag: int, item_type: int) -> int:
+    return (tag << 8) | item_type
+
+
+_pack_structure_header = struct.Struct(">II").pack
+_pack_integer_item = struct.Struct(">IIi4x").pack
+_pack_enumeration_item = struct.Struct(">III4x").pack
+_pack_date_item = struct.Struct(">IIq").pack
+_RESPONSE_MESSAGE_HEAD = _head(Tag.RESPONSE_MESSAGE, ItemType.STRUCTURE)
+_RESPONSE_HEADER_HEAD = _head(Tag.RESPONSE_HEADER, ItemType.STRUCTURE)
+_PROTOCOL_VERSION_HEAD = _head(Tag.PROTOCOL_VERSION, ItemType.STRUCTURE)
+_MAJOR_HEAD = _head(Tag.PROTOCOL_VERSION_MAJOR, ItemType.INTEGER)
+_MINOR_HEAD = _head(Tag.PROTOCOL_VERSION_MINOR, ItemType.INTEGER)
+_TIME_STAMP_HEAD = _head(Tag.TIME_STAMP, ItemType.DATE_TIME)
+_BATCH_COUNT_HEAD = _head(Tag.BATCH_COUNT, ItemType.INTEGER)
+_BATCH_ITEM_HEAD = _head(Tag.BATCH_ITEM, ItemType.STRUCTURE)
+_OPERATION_HEAD = _head(Tag.OPERATION, ItemType.ENUMERATION)
+_RESULT_STATUS_HEAD = _head(Tag.RESULT_STATUS, ItemType.ENUMERATION)
+_RESULT_REASON_HEAD = _head(Tag.RESULT_REASON, ItemType.ENUMERATION)
 
 
 def error_response(version: ProtocolVersion, time_stamp: int, error: KMIPError) -> bytes:

@@ -55,6 +55,9 @@ class ManagedObject:
     attributes: dict[str, list[Item]] = field(factory=dict)
     wrapped_material: bytes | None = None
     revision: int = 0
+    #: The root key version that wrapped the material, when the root key has versions
+    #: (Key Protect's keyVersion); a rotation can be followed up by comparing it.
+    root_key_version: str | None = None
 
     # -- attribute access ----------------------------------------------------
 

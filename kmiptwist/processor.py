@@ -7,10 +7,14 @@ Reason, and refusing peers that have no tenant.  It knows nothing of sockets.
 
 from __future__ import annotations
 
+from typing import Any
+from typing import Protocol as TypingProtocol
+
 from attrs import define, frozen
 from twisted.logger import Logger
 
 from kmiptwist import ttlv
+from kmiptwist.audit import audit_notes
 from kmiptwist.engine import Engine
 from kmiptwist.errors import KMIPError, invalid_message
 from kmiptwist.messages import (
@@ -24,15 +28,17 @@ from kmiptwist.messages import (
     parse_request,
 )
 from kmiptwist.operations import OPERATIONS, RequestContext
-from kmiptwist.ttlv import Limits, TTLVError
+from kmiptwist.operations.base import reason_for
+from kmiptwist.ttlv import ItemType, Limits, TTLVError
 from kmiptwist.vocabulary.enums import (
     BatchErrorContinuationOption,
     Operation,
     ResultReason,
     ResultStatus,
 )
+from kmiptwist.vocabulary.tags import Tag
 
-__all__ = ["Peer", "KMIPProcessor"]
+__all__ = ["Peer", "KMIPProcessor", "AuditSink"]
 
 log = Logger()
 
@@ -45,6 +51,67 @@ class Peer:
     fingerprint: str | None = None
     tenant: str | None = None
     subject: str | None = None
+    trusted_ca: str | None = None
+    """The fingerprint of the tenant's trusted CA the certificate chains to, when it
+    belongs to the tenant that way rather than by its own fingerprint."""
+
+
+class AuditSink(TypingProtocol):
+    """Where the processor records each KMIP operation (``kmiptwist.audit.AuditLog``)."""
+
+    def record_nowait(
+        self,
+        *,
+        actor: str,
+        operation: str,
+        result: str,
+        tenant: str | None = None,
+        unique_identifier: str | None = None,
+        correlation_id: str | None = None,
+        **details: Any,
+    ) -> None:
+        """Queue one audit record; never blocks, never raises for a full disk."""
+        ...
+
+
+def _audited_identifier(
+    request: ttlv.Item | None, response: list[ttlv.Item] | None
+) -> str | None:
+    """The object an operation acted on: the request's Unique Identifier, else the one
+    the response names (Create, Register, or an ID Placeholder that was used)."""
+    if request is not None:
+        found = request.find(Tag.UNIQUE_IDENTIFIER)
+        if found is not None and found.type == ItemType.TEXT_STRING:
+            return str(found.value)
+    if response:
+        identifiers = [item for item in response if item.tag == Tag.UNIQUE_IDENTIFIER]
+        if len(identifiers) == 1 and identifiers[0].type == ItemType.TEXT_STRING:
+            return str(identifiers[0].value)
+    return None
+
+
+def _reason_name(reason: int | None) -> str | None:
+    """The Result Reason's enumeration name for the audit log."""
+    if reason is None:
+        return None
+    if reason in ResultReason._value2member_map_:
+        return ResultReason(reason).name
+    return f"0x{reason:08X}"
+
+
+def _too_large(results: list[ResponseBatchItem], limit: int) -> list[ResponseBatchItem]:
+    """The batch items again, those with a payload failed: the client's Maximum
+    Response Size is too small for them."""
+    error = KMIPError(
+        ResultReason.RESPONSE_TOO_LARGE,
+        f"the response would exceed the request's Maximum Response Size of {limit} bytes",
+    )
+    return [
+        ResponseBatchItem.failure(result.operation, result.unique_batch_item_id, error)
+        if result.payload
+        else result
+        for result in results
+    ]
 
 
 def _operation_name(operation: int | None) -> str:
@@ -60,6 +127,8 @@ class KMIPProcessor:
 
     engine: Engine
     limits: Limits = Limits()
+    audit: AuditSink | None = None
+    """Records every batch item (operation, peer, tenant, identifier, result)."""
 
     async def process(self, data: bytes, peer: Peer) -> bytes:
         """Answer one request message; never raises for anything the peer sent."""
@@ -87,22 +156,18 @@ class KMIPProcessor:
                 ),
             )
         if peer.tenant is None:
+            self._audit_refusal(request, peer)
             return encode_response(version, now, self._refuse(request, peer))
-        if request.header.batch_error_continuation_option == BatchErrorContinuationOption.UNDO:
-            return error_response(
-                version,
-                now,
-                KMIPError(
-                    ResultReason.FEATURE_NOT_SUPPORTED,
-                    "Batch Error Continuation Option Undo is not supported; use Stop or Continue",
-                ),
-            )
         if request.header.asynchronous_indicator:
             # Operations complete before the response; asynchronous replies are never
             # needed, and the spec lets a server answer synchronously.
             pass
         results = await self._run_batch(request, version, peer)
-        return encode_response(version, self.engine.now(), results)
+        response = encode_response(version, self.engine.now(), results)
+        limit = request.header.maximum_response_size
+        if limit is not None and len(response) > limit:
+            response = encode_response(version, self.engine.now(), _too_large(results, limit))
+        return response
 
     @staticmethod
     def _answer_version(requested: ProtocolVersion | None) -> ProtocolVersion:
@@ -135,6 +200,19 @@ class KMIPProcessor:
             for item in request.batch_items
         ]
 
+    def _audit_refusal(self, request: RequestMessage, peer: Peer) -> None:
+        """Record the refused items of a peer that has no tenant."""
+        if self.audit is None:
+            return
+        for item in request.batch_items:
+            self.audit.record_nowait(
+                actor=f"cert:{peer.fingerprint}" if peer.fingerprint else "anonymous",
+                operation=f"kmip.{_operation_name(item.operation).lower()}",
+                result="failure",
+                reason="AUTHENTICATION_NOT_SUCCESSFUL",
+                peer=peer.address,
+            )
+
     async def _run_batch(
         self, request: RequestMessage, version: ProtocolVersion, peer: Peer
     ) -> list[ResponseBatchItem]:
@@ -150,6 +228,9 @@ class KMIPProcessor:
         stop_on_error = (
             request.header.batch_error_continuation_option != BatchErrorContinuationOption.CONTINUE
         )
+        undo = request.header.batch_error_continuation_option == BatchErrorContinuationOption.UNDO
+        if undo:
+            context.hold_writes()
         results: list[ResponseBatchItem] = []
         for batch_item in request.batch_items:
             result = await self._run_item(context, batch_item.operation, batch_item.payload, peer)
@@ -157,9 +238,66 @@ class KMIPProcessor:
             results.append(result)
             if stop_on_error and result.result_status != ResultStatus.SUCCESS:
                 break
+        if undo:
+            await self._finish_undoable(context, results, peer)
         return results
 
+    async def _finish_undoable(
+        self, context: RequestContext, results: list[ResponseBatchItem], peer: Peer
+    ) -> None:
+        """End a batch sent with Undo: write its changes, or none of them.
+
+        The batch's writes were held back; after a failure they are dropped and the
+        items that had succeeded are reported as undone.
+        """
+        if any(result.result_status != ResultStatus.SUCCESS for result in results):
+            context.held = None
+            for result in results:
+                if result.result_status == ResultStatus.SUCCESS:
+                    result.result_status = ResultStatus.OPERATION_UNDONE
+            return
+        try:
+            await context.commit_held()
+        except Exception:
+            log.failure(
+                "writing an undoable batch failed for {tenant}",
+                tenant=context.tenant,
+                peer=peer.address,
+            )
+            error = KMIPError(
+                ResultReason.GENERAL_FAILURE,
+                "the batch could not be written; some of its changes may not have been kept",
+            )
+            for index, result in enumerate(results):
+                results[index] = ResponseBatchItem.failure(
+                    result.operation, result.unique_batch_item_id, error
+                )
+
     async def _run_item(
+        self, context: RequestContext, operation: int, payload: ttlv.Item | None, peer: Peer
+    ) -> ResponseBatchItem:
+        """Run one operation and record it in the audit log."""
+        if self.audit is None:
+            return await self._execute(context, operation, payload, peer)
+        notes = audit_notes()
+        result = await self._execute(context, operation, payload, peer)
+        succeeded = result.result_status == ResultStatus.SUCCESS
+        self.audit.record_nowait(
+            actor=f"cert:{peer.fingerprint}",
+            operation=f"kmip.{_operation_name(operation).lower()}",
+            result="success" if succeeded else "failure",
+            tenant=context.tenant,
+            unique_identifier=_audited_identifier(payload, result.payload),
+            correlation_id=",".join(notes["correlation_ids"])
+            if "correlation_ids" in notes
+            else None,
+            reason=None if succeeded else _reason_name(result.result_reason),
+            peer=peer.address,
+            via_ca=peer.trusted_ca,
+        )
+        return result
+
+    async def _execute(
         self, context: RequestContext, operation: int, payload: ttlv.Item | None, peer: Peer
     ) -> ResponseBatchItem:
         """Run one operation and turn any failure into a failed batch item."""
@@ -186,6 +324,8 @@ class KMIPProcessor:
                 else error.reason,
                 message=error.message,
             )
+            # Never a Result Reason the client's version does not define.
+            error.reason = reason_for(context.version, error.reason)
             return ResponseBatchItem.failure(operation, None, error)
         except Exception:
             log.failure(

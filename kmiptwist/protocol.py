@@ -11,9 +11,12 @@ peer sends can raise out of it or touch another connection.
 
 from __future__ import annotations
 
+import contextvars
+import datetime
+import functools
 import inspect
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
@@ -42,7 +45,8 @@ from kmiptwist.interfaces import ITenancy
 from kmiptwist.messages import ProtocolVersion, error_response
 from kmiptwist.pki import fingerprint
 from kmiptwist.processor import Peer
-from kmiptwist.tls import peer_certificate
+from kmiptwist.tls import peer_certificate, peer_certificate_chain
+from kmiptwist.trust import TrustedCAs
 
 __all__ = [
     "ConnectionLimits",
@@ -97,6 +101,42 @@ async def _resolve(value: object) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def _run(coroutine: Coroutine[Any, Any, bytes]) -> bytes | Deferred[bytes]:
+    """Run ``coroutine`` as far as it goes now: its result, or a Deferred of it.
+
+    Most requests (Get, Get Attributes, Locate: reads of the store) finish without
+    waiting on anything; running them directly saves the Deferred and the round of
+    inlineCallbacks that ``Deferred.fromCoroutine`` costs per request.  One that waits
+    (a write being committed, a Key Protect call) carries on in the same contextvars
+    context, as it would under ``Deferred.fromCoroutine``.
+    """
+    context = contextvars.copy_context()
+    try:
+        waiting = context.run(coroutine.send, None)
+    except StopIteration as done:
+        result: bytes = done.value
+        return result
+    return Deferred.fromCoroutine(_carry_on(coroutine, waiting, context))
+
+
+def _carry_on(
+    coroutine: Coroutine[Any, Any, bytes], waiting: object, context: contextvars.Context
+) -> Generator[object, object, bytes]:
+    """Drive the rest of a coroutine :func:`_run` started, each step in its context."""
+    while True:
+        try:
+            result = yield waiting
+        except Exception as error:
+            step = functools.partial(coroutine.throw, error)
+        else:
+            step = functools.partial(coroutine.send, result)
+        try:
+            waiting = context.run(step)
+        except StopIteration as done:
+            value: bytes = done.value
+            return value
 
 
 class _Transport(TypingProtocol):
@@ -184,7 +224,7 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
 
     def handshakeCompleted(self) -> None:
         """TLS is up: identify the peer by the certificate it presented (if any)."""
-        self.identify(peer_certificate(self.transport))
+        self.identify(peer_certificate(self.transport), peer_certificate_chain(self.transport))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Forget the connection; responses still being computed are dropped."""
@@ -254,23 +294,31 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
 
     # -- identity ------------------------------------------------------------------------
 
-    def identify(self, certificate: x509.Certificate | None) -> Deferred[None]:
+    def identify(
+        self,
+        certificate: x509.Certificate | None,
+        chain: list[x509.Certificate] | None = None,
+    ) -> Deferred[None]:
         """Resolve the peer's identity from its certificate (None: it presented none).
 
-        Called by :meth:`handshakeCompleted` on every handshake (tests call it directly).
-        Requests that arrive before the identity is known wait, in order.  A
-        certificate that is not registered is recorded as pending; the peer keeps its
+        Called by :meth:`handshakeCompleted` on every handshake (tests call it directly)
+        with the certificates the peer sent in ``chain``.  A certificate is a tenant's
+        when its fingerprint is registered, or else when it chains to a CA the tenant
+        trusts.  Requests that arrive before the identity is known wait, in order.  A
+        certificate that is neither is recorded as pending; the peer keeps its
         connection and every request is refused by the processor.
         """
         self._handshake_done = True
         self._identifying = True
         self._update_timeout()
-        result = Deferred.fromCoroutine(self._identify(certificate))
+        result = Deferred.fromCoroutine(self._identify(certificate, chain or []))
         result.addErrback(self._identify_failed)
         return result
 
-    async def _identify(self, certificate: x509.Certificate | None) -> None:
-        """Look the certificate's fingerprint up; see :meth:`identify`."""
+    async def _identify(
+        self, certificate: x509.Certificate | None, chain: list[x509.Certificate]
+    ) -> None:
+        """Look the certificate's fingerprint up, then its chain; see :meth:`identify`."""
         if certificate is None:
             self._set_fingerprint(None)
             self._log.info(
@@ -297,6 +345,29 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
             )
             self._identified(Peer(self.address, peer_fingerprint, tenant, subject))
             return
+        trusted = await _resolve(self.factory.tenancy.list_trusted_cas(None))
+        if self._closed:
+            return
+        match = self.factory.trusted_cas.match(
+            certificate,
+            chain,
+            trusted,
+            datetime.datetime.fromtimestamp(self.factory.clock.seconds(), datetime.UTC),
+        )
+        if match is not None:
+            self._log.debug(
+                "{peer} is tenant {tenant} through trusted CA {ca} (certificate "
+                "{fingerprint}, {subject})",
+                peer=self.address,
+                tenant=match.tenant,
+                ca=match.ca_fingerprint,
+                fingerprint=peer_fingerprint,
+                subject=subject,
+            )
+            self._identified(
+                Peer(self.address, peer_fingerprint, match.tenant, subject, match.ca_fingerprint)
+            )
+            return
         self._log.warn(
             "Unregistered client certificate from {peer}: {subject} (SHA-256 {fingerprint}); "
             "recorded as pending, its requests will be refused until an administrator "
@@ -313,7 +384,12 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
                     subject,
                     certificate.issuer.rfc4514_string(),
                     self.address,
-                    certificate.public_bytes(Encoding.PEM).decode("ascii"),
+                    # The chain the client sent after its own certificate, so that a
+                    # CA trusted later can be matched against the pending entry.
+                    b"".join(
+                        member.public_bytes(Encoding.PEM)
+                        for member in [certificate, *(c for c in chain if c != certificate)]
+                    ).decode("ascii"),
                     int(self.factory.clock.seconds()),
                 )
             )
@@ -436,13 +512,16 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
             self._responses.append(slot)
             self._in_flight += 1
             try:
-                answer = Deferred.fromCoroutine(self.factory.processor.process(message, self.peer))
+                answer = _run(self.factory.processor.process(message, self.peer))
             except Exception:
-                answer = Deferred()
-                answer.errback(Failure())
-            answer.addCallbacks(
-                self._answered, self._answer_failed, callbackArgs=(slot,), errbackArgs=(slot,)
-            )
+                self._answer_failed(Failure(), slot)
+                continue
+            if isinstance(answer, Deferred):
+                answer.addCallbacks(
+                    self._answered, self._answer_failed, callbackArgs=(slot,), errbackArgs=(slot,)
+                )
+            else:
+                self._answered(answer, slot)
 
     def _answered(self, response: bytes, slot: _Response) -> None:
         """A request is answered; write it when every earlier one has been."""
@@ -577,6 +656,8 @@ class KMIPServerFactory(Factory):
         self.tenancy = tenancy
         self.clock = clock
         self.limits = limits if limits is not None else ConnectionLimits()
+        self.trusted_cas = TrustedCAs()
+        """Follows client chains to the tenants' trusted CAs (parsed CAs cached)."""
         self._connections: set[KMIPServerProtocol] = set()
         self._by_fingerprint: dict[str, set[KMIPServerProtocol]] = {}
         self._refused_since_log = 0
@@ -647,6 +728,22 @@ class KMIPServerFactory(Factory):
         holders = list(self._by_fingerprint.get(normalized, ()))
         for connection in holders:
             connection.cut_off("its client certificate was removed")
+        return len(holders)
+
+    def disconnect_trusted_ca(self, ca_fingerprint: str) -> int:
+        """Cut off every connection that got its tenant through the CA; return how many.
+
+        For an administrator removing a trusted CA: clients it vouched for lose service
+        at once, open connections included.
+        """
+        normalized = ca_fingerprint.replace(":", "").strip().lower()
+        holders = [
+            connection
+            for connection in self._connections
+            if connection.peer is not None and connection.peer.trusted_ca == normalized
+        ]
+        for connection in holders:
+            connection.cut_off("the CA its client certificate chains to is no longer trusted")
         return len(holders)
 
     def disconnect_tenant(self, tenant: str) -> int:

@@ -38,6 +38,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kmiptwist import __version__, pki, ttlv
+from kmiptwist.admin.assemble import make_admin
+from kmiptwist.audit import AuditLog
 from kmiptwist.config import Configuration
 from kmiptwist.datadir import (
     DEFAULT_TENANT,
@@ -47,8 +49,10 @@ from kmiptwist.datadir import (
     Outcome,
     connect_hint,
 )
-from kmiptwist.engine import Engine, ServerInformation, SingleRootKey
+from kmiptwist.engine import Engine, ServerInformation
 from kmiptwist.interfaces import ClientCertificate, Tenant
+from kmiptwist.keyprotect.binding import make_binding, settings_from
+from kmiptwist.keyprotect.root_keys import TenantRootKeys
 from kmiptwist.processor import KMIPProcessor
 from kmiptwist.protocol import ConnectionLimits, KMIPServerFactory
 from kmiptwist.store.sqlite import SQLiteStore
@@ -175,6 +179,9 @@ class KMIPService(MultiService):
         self._starting: Deferred[None] | None = None
         self._start_failure: Failure | None = None
         self._listening_waiters: list[Deferred[IListeningPort]] = []
+        self.admin: Any = None
+        """The admin API listeners (``kmiptwist.admin.listener.AdminListeners``), started
+        once KMIP listens and stopped first; None: no admin API."""
 
     def privilegedStartService(self) -> None:
         """Nothing needs privileges: the listener binds only after the store is open."""
@@ -210,6 +217,8 @@ class KMIPService(MultiService):
         waiting = self.listener._waitingForPort
         assert waiting is not None
         port: IListeningPort = await waiting
+        if self.admin is not None:
+            await self.admin.listen()
         number = getattr(port.getHost(), "port", self.configuration.port)
         _log.info(
             "kmiptwist KMIP listener on {interface} port {port}, TLS certificate SHA-256 "
@@ -300,6 +309,8 @@ class KMIPService(MultiService):
         if self._starting is not None and not self._starting.called:
             # Still starting: let it finish (or fail) so nothing is left half-open.
             await self._starting
+        if self.admin is not None and self.admin.running:
+            await _resolve(self.admin.stopService())
         if self.listener.running:
             await _resolve(self.listener.stopService())
         self.port = None
@@ -309,7 +320,8 @@ class KMIPService(MultiService):
             await _resolve(self.store.stopService())
         for service in reversed(self._extra):
             if service.running:
-                service.stopService()
+                # Awaited: the audit log writes its last records before the reactor stops.
+                await _resolve(service.stopService())
 
 
 def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService:
@@ -357,14 +369,21 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
     database = configuration.database_path
     store = SQLiteStore(database, reactor)
     cache = MaterialCache(configuration.cache_max_entries, configuration.cache_ttl, reactor)
+    try:
+        keyprotect = settings_from(configuration)
+    except ValueError as error:
+        raise StartupError(str(error)) from None
+    root_keys = TenantRootKeys(store, root_key, keyprotect, reactor, cache)
     engine = Engine(
         store=store,
         tenancy=store,
-        root_keys=SingleRootKey(root_key),
+        root_keys=root_keys,
         cache=cache,
         clock=reactor,
         server_information=ServerInformation(server_version=__version__),
+        interop_testing=configuration.interop_testing,
     )
+    audit = AuditLog(configuration.audit_path, reactor, reactor, configuration.audit_sync_interval)
     processor = KMIPProcessor(
         engine,
         ttlv.Limits(
@@ -372,6 +391,7 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
             max_depth=configuration.max_ttlv_depth,
             max_items=configuration.max_ttlv_items,
         ),
+        audit=audit,
     )
     factory = KMIPServerFactory(
         processor,
@@ -395,7 +415,26 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
     extra: tuple[IService, ...] = ()
     if configuration.log_json_file is not None:
         extra = (_JSONLogService(configuration.log_json_file, configuration.log_json_level),)
-    return KMIPService(reactor, store, listener, factory, tls_options, report, configuration, extra)
+    extra += (root_keys,)
+    # The audit log starts first and stops last, so it sees everything in between.
+    extra = (audit, *extra)
+    service = KMIPService(
+        reactor, store, listener, factory, tls_options, report, configuration, extra
+    )
+    try:
+        service.admin = make_admin(
+            configuration,
+            service,
+            engine,
+            audit,
+            reactor,
+            check_binding=lambda root_key_id, binding: make_binding(
+                root_key_id, binding, keyprotect
+            ).stored(),
+        )
+    except (OSError, pki.PKIError, ValueError) as error:
+        raise StartupError(f"cannot set up the admin API: {error}") from None
+    return service
 
 
 async def _resolve(value: object) -> Any:

@@ -28,6 +28,12 @@ _SETTING_FLAGS = (
     ("interface", "interface", "Address to listen on ('::' for IPv6). [default: 0.0.0.0]"),
     ("port", "port", "KMIP port. [default: 5696]"),
     (
+        "interop-testing",
+        "interop_testing",
+        "yes: answer the Interop operation of the OASIS conformance tests; never in "
+        "production. [default: no]",
+    ),
+    (
         "max-message-size",
         "max_message_size",
         "Largest KMIP message accepted, in bytes (KiB/MiB suffixes allowed). [default: 1MiB]",

@@ -113,6 +113,20 @@ def peer_certificate(transport: object) -> x509.Certificate | None:
     return certificate.to_cryptography()
 
 
+def peer_certificate_chain(transport: object) -> list[x509.Certificate]:
+    """Return the certificates the TLS peer sent (its own first, when OpenSSL includes
+    it), or an empty list.  Used to follow a client certificate to a trusted CA."""
+    get_handle = getattr(transport, "getHandle", None)
+    if get_handle is None:
+        return []
+    try:
+        connection = get_handle()
+        chain = connection.get_peer_cert_chain(as_cryptography=True)
+    except (AttributeError, TypeError, SSL.Error):
+        return []
+    return list(chain or [])
+
+
 def _accept_any_certificate(
     connection: SSL.Connection, certificate: object, error_number: int, depth: int, ok: int
 ) -> bool:

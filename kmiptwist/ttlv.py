@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "decode",
     "encode",
+    "encode_structure",
     "structure",
     "integer",
     "long_integer",
@@ -176,7 +177,7 @@ def date_time_extended(tag: int, value: int) -> Item:
 
 # -- decoding ---------------------------------------------------------------
 
-_unpack_header = struct.Struct(">I").unpack_from
+_unpack_head = struct.Struct(">II").unpack_from
 _unpack_i32 = struct.Struct(">i").unpack_from
 _unpack_u32 = struct.Struct(">I").unpack_from
 _unpack_i64 = struct.Struct(">q").unpack_from
@@ -195,142 +196,183 @@ _FIXED_LENGTH = {
 
 def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Item:
     """Decode exactly one TTLV item from ``data``; trailing bytes are an error."""
-    if len(data) > limits.max_length:
-        raise TTLVError(f"message of {len(data)} bytes exceeds the maximum of {limits.max_length}")
-    view = memoryview(data)
-    counter = [0]
-    item, end = _decode_item(view, 0, len(data), 0, limits, counter)
-    if end != len(data):
-        raise TTLVError(f"{len(data) - end} trailing bytes after the message")
+    size = len(data)
+    if size > limits.max_length:
+        raise TTLVError(f"message of {size} bytes exceeds the maximum of {limits.max_length}")
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    if size < 8:
+        raise TTLVError("truncated item header at byte 0")
+    word, length = _unpack_head(data, 0)
+    end = 8 + (length if word & 0xFF == ItemType.STRUCTURE else (length + 7) & ~7)
+    if end < size:
+        raise TTLVError(f"{size - end} trailing bytes after the message")
+    (item,) = _decode_items(data, 0, size, 0, limits, [0])
     return item
 
 
-def _decode_item(
-    data: memoryview, offset: int, limit: int, depth: int, limits: Limits, counter: list[int]
-) -> tuple[Item, int]:
-    """Decode the item at ``offset`` that must end by ``limit``."""
-    if limit - offset < 8:
-        raise TTLVError(f"truncated item header at byte {offset}")
-    counter[0] += 1
-    if counter[0] > limits.max_items:
-        raise TTLVError(f"more than {limits.max_items} items in one message")
-    word = _unpack_header(data, offset)[0]
-    tag = word >> 8
-    item_type = word & 0xFF
-    length = _unpack_u32(data, offset + 4)[0]
-    start = offset + 8
-    if tag >> 16 != 0x42 and tag >> 16 != 0x54:
-        raise TTLVError(f"invalid tag 0x{tag:06X} at byte {offset}")
-    if item_type == ItemType.STRUCTURE:
-        if length % 8:
-            raise TTLVError(f"structure 0x{tag:06X} has a length of {length}, not a multiple of 8")
-        end = start + length
-        if end > limit:
-            raise TTLVError(
-                f"structure 0x{tag:06X} claims {length} bytes, only {limit - start} remain"
-            )
-        if depth >= limits.max_depth:
-            raise TTLVError(f"structures nested deeper than {limits.max_depth}")
-        children = []
-        position = start
-        while position < end:
-            child, position = _decode_item(data, position, end, depth + 1, limits, counter)
-            children.append(child)
-        return Item(tag, item_type, children), end
-    padded = (length + 7) & ~7
-    end = start + padded
-    if end > limit:
-        raise TTLVError(f"item 0x{tag:06X} claims {length} bytes, only {limit - start} remain")
-    fixed = _FIXED_LENGTH.get(item_type)
-    if fixed is not None and length != fixed:
-        raise TTLVError(
-            f"item 0x{tag:06X} of type {ItemType.NAMES[item_type]} has length {length}, "
-            f"expected {fixed}"
-        )
-    if item_type == ItemType.INTEGER:
-        value: Any = _unpack_i32(data, start)[0]
-    elif item_type == ItemType.ENUMERATION or item_type == ItemType.INTERVAL:
-        value = _unpack_u32(data, start)[0]
-    elif item_type == ItemType.TEXT_STRING:
-        try:
-            value = str(data[start : start + length], "utf-8")
-        except UnicodeDecodeError:
-            raise TTLVError(f"text string 0x{tag:06X} is not valid UTF-8") from None
-    elif item_type == ItemType.BYTE_STRING:
-        value = bytes(data[start : start + length])
-    elif item_type == ItemType.LONG_INTEGER:
-        value = _unpack_i64(data, start)[0]
-    elif item_type == ItemType.DATE_TIME or item_type == ItemType.DATE_TIME_EXTENDED:
-        value = _unpack_i64(data, start)[0]
-    elif item_type == ItemType.BOOLEAN:
-        raw = _unpack_u64(data, start)[0]
-        if raw > 1:
-            raise TTLVError(f"boolean 0x{tag:06X} has value {raw}, expected 0 or 1")
-        value = raw == 1
-    elif item_type == ItemType.BIG_INTEGER:
-        if length % 8 or length == 0:
-            raise TTLVError(f"big integer 0x{tag:06X} has length {length}, not a multiple of 8")
-        value = int.from_bytes(data[start : start + length], "big", signed=True)
-    else:
-        raise TTLVError(f"item 0x{tag:06X} has unknown type 0x{item_type:02X}")
-    return Item(tag, item_type, value), end
+def _decode_items(
+    data: bytes, position: int, end: int, depth: int, limits: Limits, counter: list[int]
+) -> list[Item]:
+    """Decode the items from ``position`` to ``end`` (a structure's children, at ``depth``).
+
+    One loop per structure, primitives decoded inline: the codec is on every
+    request's path, and a call per item cost more than the decoding itself.
+    """
+    items: list[Item] = []
+    append = items.append
+    max_items = limits.max_items
+    while position < end:
+        if end - position < 8:
+            raise TTLVError(f"truncated item header at byte {position}")
+        counter[0] += 1
+        if counter[0] > max_items:
+            raise TTLVError(f"more than {max_items} items in one message")
+        word, length = _unpack_head(data, position)
+        tag = word >> 8
+        item_type = word & 0xFF
+        start = position + 8
+        if tag >> 16 != 0x42 and tag >> 16 != 0x54:
+            raise TTLVError(f"invalid tag 0x{tag:06X} at byte {position}")
+        if item_type == 0x01:  # Structure
+            if length % 8:
+                raise TTLVError(
+                    f"structure 0x{tag:06X} has a length of {length}, not a multiple of 8"
+                )
+            position = start + length
+            if position > end:
+                raise TTLVError(
+                    f"structure 0x{tag:06X} claims {length} bytes, only {end - start} remain"
+                )
+            if depth >= limits.max_depth:
+                raise TTLVError(f"structures nested deeper than {limits.max_depth}")
+            children = _decode_items(data, start, position, depth + 1, limits, counter)
+            append(_new_item(Item, (tag, 0x01, children)))
+            continue
+        position = start + ((length + 7) & ~7)
+        if position > end:
+            raise TTLVError(f"item 0x{tag:06X} claims {length} bytes, only {end - start} remain")
+        value: Any
+        if item_type == 0x05 or item_type == 0x0A:  # Enumeration, Interval
+            if length != 4:
+                raise _bad_length(tag, item_type, length)
+            value = _unpack_u32(data, start)[0]
+        elif item_type == 0x07:  # Text String
+            try:
+                value = data[start : start + length].decode("utf-8")
+            except UnicodeDecodeError:
+                raise TTLVError(f"text string 0x{tag:06X} is not valid UTF-8") from None
+        elif item_type == 0x02:  # Integer
+            if length != 4:
+                raise _bad_length(tag, item_type, length)
+            value = _unpack_i32(data, start)[0]
+        elif item_type == 0x08:  # Byte String
+            value = data[start : start + length]
+        elif item_type == 0x03 or item_type == 0x09 or item_type == 0x0B:
+            # Long Integer, Date-Time, Date-Time Extended
+            if length != 8:
+                raise _bad_length(tag, item_type, length)
+            value = _unpack_i64(data, start)[0]
+        elif item_type == 0x06:  # Boolean
+            if length != 8:
+                raise _bad_length(tag, item_type, length)
+            raw = _unpack_u64(data, start)[0]
+            if raw > 1:
+                raise TTLVError(f"boolean 0x{tag:06X} has value {raw}, expected 0 or 1")
+            value = raw == 1
+        elif item_type == 0x04:  # Big Integer
+            if length % 8 or length == 0:
+                raise TTLVError(
+                    f"big integer 0x{tag:06X} has length {length}, not a multiple of 8"
+                )
+            value = int.from_bytes(data[start : start + length], "big", signed=True)
+        else:
+            raise TTLVError(f"item 0x{tag:06X} has unknown type 0x{item_type:02X}")
+        append(_new_item(Item, (tag, item_type, value)))
+    return items
+
+
+_new_item = tuple.__new__
+"""Makes an Item without the Python-level ``__new__`` of a NamedTuple (a third of the
+decoding time went there)."""
+
+
+def _bad_length(tag: int, item_type: int, length: int) -> TTLVError:
+    return TTLVError(
+        f"item 0x{tag:06X} of type {ItemType.NAMES[item_type]} has length {length}, "
+        f"expected {_FIXED_LENGTH[item_type]}"
+    )
 
 
 # -- encoding ---------------------------------------------------------------
 
 _pack_header = struct.Struct(">II").pack
-_pack_i32_pad = struct.Struct(">i4x").pack
-_pack_u32_pad = struct.Struct(">I4x").pack
-_pack_i64 = struct.Struct(">q").pack
+_pack_header_into = struct.Struct(">II").pack_into
+_pack_i32_item = struct.Struct(">IIi4x").pack
+_pack_u32_item = struct.Struct(">III4x").pack
+_pack_i64_item = struct.Struct(">IIq").pack
+_pack_u64_item = struct.Struct(">IIQ").pack
 _PAD = b"\x00" * 8
+_EIGHT_BYTE_TYPES = frozenset(
+    (ItemType.LONG_INTEGER, ItemType.DATE_TIME, ItemType.DATE_TIME_EXTENDED)
+)
 
 
 def encode(item: Item) -> bytes:
     """Encode one item (and everything below it) to TTLV bytes."""
-    parts: list[bytes] = []
-    _encode_into(item, parts)
-    return b"".join(parts)
+    out = bytearray()
+    _encode_items((item,), out)
+    return bytes(out)
 
 
-def _encode_into(item: Item, parts: list[bytes]) -> int:
-    """Append the encoding of ``item`` to ``parts``; return its encoded size."""
-    tag, item_type, value = item
-    head = (tag << 8) | item_type
-    if item_type == ItemType.STRUCTURE:
-        index = len(parts)
-        parts.append(b"")
-        size = 0
-        for child in value:
-            size += _encode_into(child, parts)
-        parts[index] = _pack_header(head, size)
-        return size + 8
-    if item_type == ItemType.ENUMERATION or item_type == ItemType.INTERVAL:
-        if not 0 <= value <= 0xFFFFFFFF:
-            raise TTLVError(f"value {value} of 0x{tag:06X} does not fit an unsigned 32-bit field")
-        parts.append(_pack_header(head, 4) + _pack_u32_pad(value))
-        return 16
-    if item_type == ItemType.TEXT_STRING:
-        raw = value.encode("utf-8")
-    elif item_type == ItemType.BYTE_STRING:
-        raw = value
-    elif item_type == ItemType.INTEGER:
-        if not -0x80000000 <= value <= 0x7FFFFFFF:
-            raise TTLVError(f"value {value} of 0x{tag:06X} does not fit a signed 32-bit field")
-        parts.append(_pack_header(head, 4) + _pack_i32_pad(value))
-        return 16
-    elif item_type in (ItemType.LONG_INTEGER, ItemType.DATE_TIME, ItemType.DATE_TIME_EXTENDED):
-        parts.append(_pack_header(head, 8) + _pack_i64(value))
-        return 16
-    elif item_type == ItemType.BOOLEAN:
-        parts.append(_pack_header(head, 8) + (b"\x00" * 7 + (b"\x01" if value else b"\x00")))
-        return 16
-    elif item_type == ItemType.BIG_INTEGER:
-        size = max(8, ((value.bit_length() + 8) // 8 + 7) & ~7)
-        parts.append(_pack_header(head, size) + value.to_bytes(size, "big", signed=True))
-        return 8 + size
-    else:
-        raise TTLVError(f"cannot encode item type 0x{item_type:02X}")
-    length = len(raw)
-    pad = -length & 7
-    parts.append(_pack_header(head, length) + raw + _PAD[:pad])
-    return 8 + length + pad
+def encode_structure(tag: int, children: list[Item]) -> bytes:
+    """Encode a Structure of ``children``: ``encode(structure(tag, children))``."""
+    out = bytearray(_PAD)
+    _encode_items(children, out)
+    _pack_header_into(out, 0, (tag << 8) | ItemType.STRUCTURE, len(out) - 8)
+    return bytes(out)
+
+
+def _encode_items(items: Any, out: bytearray) -> None:
+    """Append the encoding of each of ``items`` to ``out``.
+
+    One loop per structure, primitives encoded inline with one ``struct`` call each;
+    a structure's length is filled in once its children are written.
+    """
+    for tag, item_type, value in items:
+        head = (tag << 8) | item_type
+        if item_type == 0x01:  # Structure
+            at = len(out)
+            out += _PAD
+            _encode_items(value, out)
+            _pack_header_into(out, at, head, len(out) - at - 8)
+        elif item_type == 0x05 or item_type == 0x0A:  # Enumeration, Interval
+            if not 0 <= value <= 0xFFFFFFFF:
+                raise TTLVError(
+                    f"value {value} of 0x{tag:06X} does not fit an unsigned 32-bit field"
+                )
+            out += _pack_u32_item(head, 4, value)
+        elif item_type == 0x07 or item_type == 0x08:  # Text String, Byte String
+            raw = value.encode("utf-8") if item_type == 0x07 else value
+            length = len(raw)
+            out += _pack_header(head, length)
+            out += raw
+            if length & 7:
+                out += _PAD[: -length & 7]
+        elif item_type == 0x02:  # Integer
+            if not -0x80000000 <= value <= 0x7FFFFFFF:
+                raise TTLVError(
+                    f"value {value} of 0x{tag:06X} does not fit a signed 32-bit field"
+                )
+            out += _pack_i32_item(head, 4, value)
+        elif item_type in _EIGHT_BYTE_TYPES:
+            out += _pack_i64_item(head, 8, value)
+        elif item_type == 0x06:  # Boolean
+            out += _pack_u64_item(head, 8, 1 if value else 0)
+        elif item_type == 0x04:  # Big Integer
+            size = max(8, ((value.bit_length() + 8) // 8 + 7) & ~7)
+            out += _pack_header(head, size)
+            out += value.to_bytes(size, "big", signed=True)
+        else:
+            raise TTLVError(f"cannot encode item type 0x{item_type:02X}")
+

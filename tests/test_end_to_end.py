@@ -73,7 +73,8 @@ def _self_signed(directory: str, name: str) -> tuple[str, str]:
 
 
 def kmiptwist_cli(data_dir: str, *arguments: str) -> str:
-    """Run the ``kmiptwist`` operator command; return its standard output."""
+    """Run the ``kmiptwist`` operator command (it reaches the running server through the
+    admin socket in ``data_dir``); return its standard output."""
     environment = dict(os.environ)
     environment["PYTHONPATH"] = repository_root()
     result = subprocess.run(
@@ -317,7 +318,7 @@ class EndToEndTests(SynchronousTestCase):
         bundle_dir = os.path.join(self.workdir, "beta-client")
         kmiptwist_cli(self.server.data_dir, "tenant", "add", "beta")
         kmiptwist_cli(
-            self.server.data_dir, "client", "issue", "--tenant", "beta", "--out", bundle_dir
+            self.server.data_dir, "ca", "issue", "--tenant", "beta", "--out", bundle_dir
         )
         beta = (
             os.path.join(bundle_dir, "client.pem"),
@@ -381,7 +382,7 @@ class EndToEndTests(SynchronousTestCase):
         )
         self.assertEqual(response.items[0].reason, ResultReason.AUTHENTICATION_NOT_SUCCESSFUL)
         self.assertIn("not registered", response.items[0].message)
-        pending = json.loads(kmiptwist_cli(self.server.data_dir, "client", "pending", "--json"))
+        pending = json.loads(kmiptwist_cli(self.server.data_dir, "cert", "pending", "--json"))
         subjects = [entry["subject"] for entry in pending]
         self.assertTrue(any("kmipClient20161127094708" in subject for subject in subjects), pending)
 
@@ -406,6 +407,8 @@ class EndToEndTests(SynchronousTestCase):
         seen = 0
         for directory, _, files in os.walk(self.server.data_dir):
             for name in files:
+                if not os.path.isfile(os.path.join(directory, name)):
+                    continue  # the admin socket and its lock
                 with open(os.path.join(directory, name), "rb") as handle:
                     content = handle.read()
                 seen += name.startswith("kmiptwist.sqlite3")

@@ -35,7 +35,8 @@ class ImportTests(SynchronousTestCase):
         """The codec, framer and message layer work without Twisted, so they can be
         reused by any client or tool."""
         self.assert_statement_succeeds(
-            "import sys, kmiptwist.ttlv, kmiptwist.framing, kmiptwist.messages\n"
+            "import sys, kmiptwist.ttlv, kmiptwist.framing, kmiptwist.messages,"
+            " kmiptwist.xml_encoding\n"
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'twisted')\n"
             "sys.exit('twisted was imported: ' + ', '.join(loaded) if loaded else 0)\n"
         )
@@ -47,6 +48,16 @@ class ImportTests(SynchronousTestCase):
             "import sys, kmiptwist.tap\n"
             "installed = 'twisted.internet.reactor' in sys.modules\n"
             "sys.exit('the reactor was installed' if installed else 0)\n"
+        )
+
+    def test_server_without_conformance_tool(self) -> None:
+        """The server never loads the conformance runner (a client-side tool that may
+        import test helpers): importing the twistd plugin's module leaves it out."""
+        self.assert_statement_succeeds(
+            "import sys, kmiptwist.tap, kmiptwist.service\n"
+            "loaded = sorted(m for m in sys.modules"
+            " if m.startswith(('kmiptwist.conformance', 'kmiptwist.testing')))\n"
+            "sys.exit('the server imported ' + ', '.join(loaded) if loaded else 0)\n"
         )
 
     def test_service_without_reactor(self) -> None:
@@ -76,11 +87,13 @@ class SourceScanTests(SynchronousTestCase):
     """Rules checked by reading the source."""
 
     def production_modules(self) -> list[FilePath[str]]:
-        testing = PACKAGE.child("testing")
+        # kmiptwist.testing (test helpers) and kmiptwist.conformance (a client-side
+        # tool that may start a server with them) are not server code.
+        tools = [PACKAGE.child("testing").path + os.sep, PACKAGE.child("conformance").path + os.sep]
         return [
             path
             for path in PACKAGE.walk()
-            if path.basename().endswith(".py") and not path.path.startswith(testing.path + os.sep)
+            if path.basename().endswith(".py") and not path.path.startswith(tuple(tools))
         ]
 
     def test_production_never_imports_testing(self) -> None:

@@ -84,6 +84,9 @@ class FakeTenancy:
         self.pending.append((fingerprint, subject, issuer, address, pem, now))
         return succeed(None)
 
+    def list_trusted_cas(self, tenant: str | None) -> Deferred[list[object]]:
+        return succeed([])
+
 
 class FakeProcessor:
     """Answers each request with ``b"answer:" + request``; a test may hold answers back."""

@@ -26,6 +26,7 @@ from kmiptwist.interfaces import (
     ITenancy,
     LocateCriterion,
     Tenant,
+    TrustedCA,
 )
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
@@ -37,6 +38,7 @@ from kmiptwist.store.sqlite import (
     SQLiteStore,
     StoreNotRunning,
     TenantExists,
+    TenantHasObjects,
     UnknownTenant,
     _attribute_rows,
     locate_sql,
@@ -255,6 +257,38 @@ class _StoreContract:
         await self._failure(store.update_object(_key("ghost")), ConcurrentModification)
         self.assertIsNone(await store.get_object("alpha", "ghost"))
 
+    async def test_root_key_version(self) -> None:
+        """The root key version that wrapped the material is kept with it and updated."""
+        store = self.make_store()
+        obj = _key("uid-1")
+        obj.root_key_version = "version-1"
+        await store.add_object(obj)
+        found = await store.get_object("alpha", "uid-1")
+        self.assertEqual(found.root_key_version, "version-1")
+        found.root_key_version = "version-2"
+        await store.update_object(found)
+        self.assertEqual((await store.get_object("alpha", "uid-1")).root_key_version, "version-2")
+
+    async def test_replace_wrapped_material(self) -> None:
+        """A rewrapped form replaces the material only while it is still the one that was
+        rewrapped, in the owner tenant, without a new revision: a destroyed object stays
+        destroyed and a concurrent update still succeeds."""
+        store = self.make_store()
+        await store.add_object(_key("uid-1"))
+        old = (await store.get_object("alpha", "uid-1")).wrapped_material
+        self.assertFalse(await store.replace_wrapped_material("beta", "uid-1", old, b"new", "v2"))
+        self.assertFalse(await store.replace_wrapped_material("alpha", "uid-1", b"other", b"new", "v2"))
+        self.assertFalse(await store.replace_wrapped_material("alpha", "ghost", old, b"new", "v2"))
+        reader = await store.get_object("alpha", "uid-1")
+        self.assertTrue(await store.replace_wrapped_material("alpha", "uid-1", old, b"new", "v2"))
+        found = await store.get_object("alpha", "uid-1")
+        self.assertEqual((found.wrapped_material, found.root_key_version), (b"new", "v2"))
+        self.assertEqual(found.revision, reader.revision)
+        reader.wrapped_material = None
+        await store.update_object(reader)
+        self.assertFalse(await store.replace_wrapped_material("alpha", "uid-1", b"new", b"newer", "v3"))
+        self.assertIsNone((await store.get_object("alpha", "uid-1")).wrapped_material)
+
     # -- Locate -----------------------------------------------------------------------
 
     async def _population(self, store: Any) -> None:
@@ -447,6 +481,19 @@ class _StoreContract:
         await self._failure(store.add_tenant(Tenant("beta")), TenantExists)
         self.assertEqual(await store.get_tenant("beta"), beta)
 
+    async def test_set_root_key(self) -> None:
+        """A tenant is bound to another root key; its name and creation date stay."""
+        store = self.make_store()
+        await store.add_tenant(Tenant("alpha", created=10))
+        binding = {"instance_id": "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6", "api_key_env": "KP"}
+        await store.set_root_key("alpha", "keyprotect", "crk-1", binding)
+        found = await store.get_tenant("alpha")
+        self.assertEqual(
+            (found.root_key_kind, found.root_key_id, dict(found.root_key_binding), found.created),
+            ("keyprotect", "crk-1", binding, 10),
+        )
+        await self._failure(store.set_root_key("gamma", "local", "default", {}), UnknownTenant)
+
     async def test_certificates(self) -> None:
         """A registered certificate identifies its tenant until it is removed."""
         store = self.make_store()
@@ -524,6 +571,69 @@ class _StoreContract:
             [p.fingerprint for p in await store.list_pending()], ["fp-4", "fp-3", "fp-2"]
         )
 
+    async def test_root_key_binding_and_certificate_pem(self) -> None:
+        """A tenant's root-key binding and a certificate's PEM read back as stored."""
+        store = self.make_store()
+        binding = {"instance_id": "a1b2", "endpoint": "https://kp.example", "api_key_env": "KP"}
+        await store.add_tenant(Tenant("kp", "keyprotect", "crk-1", 5, binding))
+        self.assertEqual((await store.get_tenant("kp")).root_key_binding, binding)
+        self.assertEqual((await store.list_tenants())[0].root_key_binding, binding)
+        self.assertEqual((await store.get_tenant("kp")).root_key_kind, "keyprotect")
+        with_pem = ClientCertificate("fp", "kp", "CN=a", "CN=b", 9, 1, "-----BEGIN...")
+        await store.add_certificate(with_pem)
+        self.assertEqual(await store.list_certificates("kp"), [with_pem])
+
+    async def test_remove_tenant(self) -> None:
+        """A tenant with objects is kept unless the removal is forced; a forced removal
+        takes its objects, certificates and CAs with it and leaves other tenants alone."""
+        store = self.make_store()
+        await store.add_tenant(Tenant("alpha"))
+        await store.add_tenant(Tenant("beta"))
+        await store.add_certificate(_certificate("fp-a", "alpha"))
+        await store.add_certificate(_certificate("fp-b", "beta"))
+        await store.add_trusted_ca(TrustedCA("ca-a", "alpha", "CN=ca", "PEM", 1))
+        await self._add(store, _key("a-1", "alpha"), _key("a-2", "alpha"), _key("b-1", "beta"))
+        error = await self._failure(store.remove_tenant("alpha", False), TenantHasObjects)
+        self.assertTrue("2 objects" in str(error))
+        self.assertEqual(await store.tenant_for_fingerprint("fp-a"), "alpha")
+        self.assertEqual(await store.count_objects("alpha"), 2)
+        self.assertEqual(await store.remove_tenant("alpha", True), ["a-1", "a-2"])
+        self.assertIsNone(await store.get_tenant("alpha"))
+        self.assertIsNone(await store.get_object("alpha", "a-1"))
+        self.assertIsNone(await store.tenant_for_fingerprint("fp-a"))
+        self.assertEqual(await store.list_trusted_cas(None), [])
+        self.assertEqual(await store.count_objects("alpha"), 0)
+        self.assertEqual(await store.tenant_for_fingerprint("fp-b"), "beta")
+        self.assertIsNotNone(await store.get_object("beta", "b-1"))
+        await self._failure(store.remove_tenant("alpha", True), UnknownTenant)
+        # A tenant without objects goes without force; its name can be reused.
+        await store.add_tenant(Tenant("gamma"))
+        self.assertEqual(await store.remove_tenant("gamma", False), [])
+        await store.add_tenant(Tenant("gamma"))
+
+    async def test_trusted_cas(self) -> None:
+        """A CA is trusted by one tenant, listed per tenant or for all, and removable."""
+        store = self.make_store()
+        await store.add_tenant(Tenant("alpha"))
+        await store.add_tenant(Tenant("beta"))
+        first = TrustedCA("ca-1", "alpha", "CN=one", "PEM-1", 10)
+        second = TrustedCA("ca-2", "beta", "CN=two", "PEM-2", 5)
+        await store.add_trusted_ca(first)
+        await store.add_trusted_ca(second)
+        self.assertEqual(await store.list_trusted_cas("alpha"), [first])
+        self.assertEqual(await store.list_trusted_cas(None), [second, first])
+        error = await self._failure(
+            store.add_trusted_ca(TrustedCA("ca-1", "beta", "CN=one", "PEM-1", 11)),
+            CertificateConflict,
+        )
+        self.assertTrue("alpha" in str(error))
+        await self._failure(
+            store.add_trusted_ca(TrustedCA("ca-3", "nobody", "CN=3", "PEM", 1)), UnknownTenant
+        )
+        self.assertIs(await store.remove_trusted_ca("ca-1"), True)
+        self.assertIs(await store.remove_trusted_ca("ca-1"), False)
+        self.assertEqual(await store.list_trusted_cas(None), [second])
+
 
 class MemoryStoreTests(_StoreContract, TestCase):
     """The memory store keeps the contract."""
@@ -546,6 +656,30 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         store.startService()
         self.addCleanup(store.stopService)
         return store
+
+    async def test_forced_tenant_removal_leaves_no_wrapped_material(self) -> None:
+        """After a tenant is removed by force, its wrapped material is in no file of the
+        database (overwritten, and the WAL truncated)."""
+        path = self.mktemp()
+        store = self.make_store(path)
+        await store.add_tenant(Tenant("alpha"))
+        await store.add_tenant(Tenant("beta"))
+        await store.add_object(_key("shred-me-0001", "alpha"))
+        await store.add_object(_key("keep-me-0001", "beta"))
+        marker = b"\x01wrapped:shred-me-0001"
+
+        def files() -> bytes:
+            content = b""
+            for suffix in ("", "-wal"):
+                if os.path.exists(path + suffix):
+                    with open(path + suffix, "rb") as handle:
+                        content += handle.read()
+            return content
+
+        self.assertIn(marker, files())
+        await store.remove_tenant("alpha", True)
+        self.assertNotIn(marker, files())
+        self.assertIsNotNone(await store.get_object("beta", "keep-me-0001"))
 
     async def test_survives_restart(self) -> None:
         """Everything acknowledged is there after the server stops and starts again."""

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from kmiptwist.engine import Engine
 from kmiptwist.messages import ProtocolVersion
-from kmiptwist.operations import attributes, discovery, lifecycle, locate, retrieval
+from kmiptwist.operations import (
+    attributes,
+    diagnostics,
+    discovery,
+    lifecycle,
+    locate,
+    retrieval,
+    usage,
+)
 from kmiptwist.operations.base import OperationHandler, RequestContext
 
 __all__ = ["OPERATIONS", "RequestContext", "OperationHandler", "operations_for"]
@@ -11,12 +20,20 @@ __all__ = ["OPERATIONS", "RequestContext", "OperationHandler", "operations_for"]
 OPERATIONS: dict[int, OperationHandler] = {}
 
 
-def operations_for(version: ProtocolVersion) -> list[int]:
-    """The operations a client speaking ``version`` may call, for Query."""
-    return [operation for operation, handler in OPERATIONS.items() if handler.supports(version)]
+def operations_for(version: ProtocolVersion, engine: Engine | None = None) -> list[int]:
+    """The operations a client speaking ``version`` may call, for Query.
+
+    With ``engine``, only those its configuration turns on (Interop is off unless
+    the server runs for conformance testing).
+    """
+    return [
+        operation
+        for operation, handler in OPERATIONS.items()
+        if handler.supports(version) and (engine is None or handler.offered(version, engine))
+    ]
 
 
-for _module in (discovery, lifecycle, retrieval, attributes, locate):
+for _module in (discovery, lifecycle, retrieval, attributes, locate, usage, diagnostics):
     for _handler in _module.HANDLERS:
         OPERATIONS[_handler.operation] = _handler
 _query = discovery.make_query(operations_for)

@@ -4,11 +4,12 @@ Set Attribute, in the 1.x and 2.x payload forms.
 
 from __future__ import annotations
 
-from kmiptwist import ttlv
+from kmiptwist import server_attributes, ttlv
 from kmiptwist.attributes import (
     check_client_value,
     check_deletable,
     check_modifiable,
+    check_state_allows,
     from_wire,
     is_custom,
     reference_name,
@@ -21,6 +22,7 @@ from kmiptwist.errors import KMIPError, invalid_field
 from kmiptwist.messages import ProtocolVersion
 from kmiptwist.objects import ManagedObject
 from kmiptwist.operations.base import OperationHandler, Payload, RequestContext, reason_in, uid_item
+from kmiptwist.operations.naming import check_unique_names
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import Operation, ResultReason
 from kmiptwist.vocabulary.tags import Tag
@@ -115,7 +117,17 @@ def _tag_name(tag: int) -> str:
     return names.get(tag, hex(tag))
 
 
+async def _check_change(
+    context: RequestContext, obj: ManagedObject, name: str, value: Item
+) -> None:
+    """Refuse a change the object's state or the tenant's other objects forbid."""
+    check_state_allows(name, obj.state, obj.value(name), context.now(), context.version)
+    if name == "Name":
+        await check_unique_names(context, [value])
+
+
 def _touch(context: RequestContext, obj: ManagedObject) -> None:
+    server_attributes.keep_history(obj)
     obj.set_date("Last Change Date", context.now())
 
 
@@ -146,6 +158,7 @@ async def add_attribute(context: RequestContext, payload: Item) -> Payload:
                 ),
                 f"attribute {name!r} is single-valued and already set; use Modify Attribute",
             )
+        await _check_change(context, obj, name, value)
         new_index = obj.add(name, value)
         _touch(context, obj)
         await context.save(obj)
@@ -208,6 +221,7 @@ async def modify_attribute(context: RequestContext, payload: Item) -> Payload:
                     ),
                     f"{name!r} has no instance {position}",
                 )
+        await _check_change(context, obj, name, value)
         instances[position] = value
         _touch(context, obj)
         await context.save(obj)
@@ -227,6 +241,7 @@ async def set_attribute(context: RequestContext, payload: Item) -> Payload:
         )
     async with context.lock(unique_identifier):
         obj = await context.load(unique_identifier)
+        await _check_change(context, obj, name, value)
         obj.set(name, value)
         _touch(context, obj)
         await context.save(obj)

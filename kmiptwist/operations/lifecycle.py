@@ -5,14 +5,18 @@ Create, Register, Activate, Revoke, Destroy.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
-from kmiptwist import keyblocks, ttlv
-from kmiptwist.attributes import check_client_value, from_wire, rule_for, template_attributes
+from kmiptwist import keyblocks, server_attributes, ttlv
+from kmiptwist.attributes import check_client_value, from_wire, rule_for
+from kmiptwist.certificates import certificate_attributes
 from kmiptwist.errors import KMIPError, invalid_field
 from kmiptwist.keyblocks import ObjectValue
 from kmiptwist.keygen import default_length, generate_symmetric_key
 from kmiptwist.objects import ManagedObject, state_name, transition
 from kmiptwist.operations.base import OperationHandler, Payload, RequestContext, reason_in, uid_item
+from kmiptwist.operations.naming import check_unique_names
+from kmiptwist.operations.templates import request_attributes
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import (
     ObjectType,
@@ -38,9 +42,16 @@ def _object_type(payload: Item) -> int:
 
 
 def _new_object(
-    context: RequestContext, object_type: int, client_attributes: list[tuple[str, Item]]
+    context: RequestContext,
+    object_type: int,
+    client_attributes: list[tuple[str, Item]],
+    derived: Sequence[tuple[str, Item]] = (),
 ) -> ManagedObject:
-    """An object with the attributes the server sets, then the client's."""
+    """An object with the attributes the server sets, then the client's.
+
+    ``derived`` are attributes the server reads off the object itself (a certificate's
+    subject); a client may state them only with the same value.
+    """
     now = context.now()
     obj = ManagedObject(
         unique_identifier=str(uuid.uuid4()),
@@ -49,7 +60,17 @@ def _new_object(
     )
     obj.set("Unique Identifier", ttlv.text_string(Tag.UNIQUE_IDENTIFIER, obj.unique_identifier))
     obj.set("Object Type", ttlv.enumeration(Tag.OBJECT_TYPE, object_type))
+    stated = {name: value for name, value in derived}
     for name, value in client_attributes:
+        if name in stated:
+            if (value.type, value.value) != (stated[name].type, stated[name].value):
+                raise KMIPError(
+                    reason_in(
+                        context.version, "INVALID_ATTRIBUTE_VALUE", ResultReason.INVALID_FIELD
+                    ),
+                    f"attribute {name!r} does not match the object being registered",
+                )
+            continue
         check_client_value(name, context.version)
         found = rule_for(name)
         if found is not None and not found.multi_valued and name in obj.attributes:
@@ -58,21 +79,30 @@ def _new_object(
                 f"attribute {name!r} is single-valued but was given more than once",
             )
         obj.add(name, value)
+    for name, value in derived:
+        obj.add(name, value)
     activation = obj.value("Activation Date")
     state = State.ACTIVE if activation is not None and activation <= now else State.PRE_ACTIVE
     obj.set("State", ttlv.enumeration(Tag.STATE, state))
-    obj.set_date("Initial Date", now)
-    obj.set_date("Last Change Date", now)
-    if context.version.is_2x:
-        obj.set_date("Original Creation Date", now)
     return obj
 
 
-async def _store_new(context: RequestContext, obj: ManagedObject, value: ObjectValue) -> None:
+async def _store_new(
+    context: RequestContext, obj: ManagedObject, value: ObjectValue, generated: bool = False
+) -> None:
     """Wrap the value into the object, store it durably, and set the ID Placeholder."""
-    obj.set("Digest", keyblocks.digest(value))
+    server_attributes.set_initial(
+        obj,
+        context.now(),
+        generated=generated,
+        key_format_type=value.registered_format or value.key_format_type,
+        lease_time=context.engine.lease_time,
+    )
+    if obj.object_type != ObjectType.TEMPLATE:
+        obj.set("Digest", keyblocks.digest(value))
+    await check_unique_names(context, obj.values("Name"))
     await context.wrap(obj, ttlv.encode(value.stored))
-    await context.engine.store.add_object(obj)
+    await context.add(obj)
     context.id_placeholder = obj.unique_identifier
 
 
@@ -84,7 +114,7 @@ async def create(context: RequestContext, payload: Item) -> Payload:
             ResultReason.INVALID_FIELD,
             "Create makes Symmetric Keys; use Register for Secret Data and Opaque Objects",
         )
-    attributes = template_attributes(payload, context.version)
+    attributes = await request_attributes(context, payload)
     given = dict(attributes)
     algorithm_item = given.get("Cryptographic Algorithm")
     if algorithm_item is None:
@@ -107,18 +137,32 @@ async def create(context: RequestContext, payload: Item) -> Payload:
         algorithm,
         length,
     )
-    await _store_new(context, obj, value)
+    await _store_new(context, obj, value, generated=True)
     return [ttlv.enumeration(Tag.OBJECT_TYPE, object_type), uid_item(obj.unique_identifier)]
 
 
 async def register(context: RequestContext, payload: Item) -> Payload:
-    """Register: store a client's symmetric key, secret data or opaque object."""
+    """Register: store a client's key, certificate, secret data, opaque object or template."""
     object_type = _object_type(payload)
+    if object_type == ObjectType.TEMPLATE and context.version.is_2x:
+        raise KMIPError(
+            reason_in(context.version, "INVALID_OBJECT_TYPE", ResultReason.INVALID_FIELD),
+            "Template objects exist in KMIP 1.x only",
+        )
     value, block_attributes = keyblocks.parse_registered(object_type, payload)
-    attributes = template_attributes(payload, context.version)
+    attributes = await request_attributes(context, payload)
     for item in block_attributes:
         name, _, attribute_value = from_wire(item, context.version)
         attributes.append((name, attribute_value))
+    derived: list[tuple[str, Item]] = []
+    if object_type == ObjectType.CERTIFICATE:
+        certificate_type = value.stored.get(Tag.CERTIFICATE_TYPE)
+        derived = certificate_attributes(certificate_type, value.material)
+    elif object_type == ObjectType.TEMPLATE:
+        # A template's content must be attributes a client may give a new object.
+        for child in value.stored.value:
+            name, _, _ = from_wire(child, context.version)
+            check_client_value(name, context.version)
     names = {name for name, _ in attributes}
     if value.cryptographic_algorithm is not None and "Cryptographic Algorithm" not in names:
         attributes.append(
@@ -134,7 +178,7 @@ async def register(context: RequestContext, payload: Item) -> Payload:
                 ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, value.cryptographic_length),
             )
         )
-    obj = _new_object(context, object_type, attributes)
+    obj = _new_object(context, object_type, attributes, derived)
     await _store_new(context, obj, value)
     return [uid_item(obj.unique_identifier)]
 

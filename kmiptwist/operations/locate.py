@@ -8,7 +8,7 @@ from kmiptwist.errors import invalid_field
 from kmiptwist.interfaces import LocateCriterion
 from kmiptwist.operations.base import OperationHandler, Payload, RequestContext, number, uid_item
 from kmiptwist.ttlv import Item, ItemType
-from kmiptwist.vocabulary.enums import Operation
+from kmiptwist.vocabulary.enums import Operation, State, StorageStatusMask
 from kmiptwist.vocabulary.tags import Tag
 
 __all__ = ["HANDLERS", "criteria_from"]
@@ -56,23 +56,49 @@ def criteria_from(payload: Item, context: RequestContext) -> list[LocateCriterio
     return criteria
 
 
+def _storage_criteria(payload: Item, criteria: list[LocateCriterion]) -> list[LocateCriterion]:
+    """Leave destroyed objects out unless the client asks for them.
+
+    Without a Storage Status Mask only on-line objects are searched; a destroyed
+    object is not on-line (2.x names Destroyed Storage as a mask bit of its own).  A
+    client that names a State asks for objects in that state, whatever it is.
+    """
+    if any(criterion.name == "State" for criterion in criteria):
+        return criteria
+    mask = number(payload, Tag.STORAGE_STATUS_MASK, "Storage Status Mask")
+    if mask is not None and mask & StorageStatusMask.DESTROYED_STORAGE:
+        if mask & StorageStatusMask.ON_LINE_STORAGE:
+            return criteria
+        return [*criteria, LocateCriterion("State", _state(State.DESTROYED), ">=")]
+    return [*criteria, LocateCriterion("State", _state(State.COMPROMISED), "<=")]
+
+
+def _state(state: int) -> Item:
+    return ttlv.enumeration(Tag.STATE, state)
+
+
 async def locate(context: RequestContext, payload: Item) -> Payload:
     """Locate: matching identifiers, newest first, with Maximum Items and Offset Items."""
     maximum = number(payload, Tag.MAXIMUM_ITEMS, "Maximum Items")
-    offset = number(payload, Tag.OFFSET_ITEMS, "Offset Items") or 0
+    offset = number(payload, Tag.OFFSET_ITEMS, "Offset Items")
+    paging = maximum is not None or offset is not None
+    offset = offset or 0
     if maximum is not None and maximum < 0 or offset < 0:
         raise invalid_field("Maximum Items and Offset Items must not be negative")
     limit = context.engine.max_locate_items
     if maximum is None or maximum > limit:
         maximum = limit
-    criteria = criteria_from(payload, context)
+    criteria = _storage_criteria(payload, criteria_from(payload, context))
     found = await context.engine.store.locate(context.tenant, criteria, offset, maximum)
     out: list[Item] = []
-    if context.version >= (1, 3):
-        # Located Items tells how many matched in all, so a client can page.
+    if paging and context.version >= (1, 3):
+        # Located Items tells a client that pages how many matched in all.
         total = await context.engine.store.locate_count(context.tenant, criteria)
         out.append(ttlv.integer(Tag.LOCATED_ITEMS, total))
     out.extend(uid_item(unique_identifier) for unique_identifier in found)
+    if len(found) == 1:
+        # A Locate that finds one object sets the ID Placeholder for the batch.
+        context.id_placeholder = found[0]
     return out
 
 

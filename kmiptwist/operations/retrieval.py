@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from kmiptwist import keyblocks, ttlv
+from kmiptwist import keyblocks, server_attributes, ttlv
 from kmiptwist.errors import KMIPError
-from kmiptwist.operations.base import OperationHandler, Payload, RequestContext, number, uid_item
+from kmiptwist.operations.base import (
+    OperationHandler,
+    Payload,
+    RequestContext,
+    number,
+    reason_in,
+    uid_item,
+)
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import Operation, ResultReason
 from kmiptwist.vocabulary.tags import Tag
@@ -27,8 +34,27 @@ async def get(context: RequestContext, payload: Item) -> Payload:
             ResultReason.KEY_COMPRESSION_TYPE_NOT_SUPPORTED, "key compression is not supported"
         )
     obj = await context.load(unique_identifier)
+    if obj.value("Sensitive") is True:
+        raise KMIPError(
+            reason_in(context.version, "SENSITIVE", ResultReason.PERMISSION_DENIED),
+            f"{unique_identifier} is Sensitive: its value is never returned in the clear",
+        )
+    if obj.value("Extractable") is False:
+        raise KMIPError(
+            reason_in(context.version, "NOT_EXTRACTABLE", ResultReason.PERMISSION_DENIED),
+            f"{unique_identifier} is not Extractable",
+        )
     stored = ttlv.decode(await context.material(obj))
+    if requested_format is None:
+        # As the client registered it (a Transparent Symmetric Key comes back so).
+        requested_format = obj.value("Key Format Type")
     value = keyblocks.for_get(stored, requested_format)
+    if obj.value("Fresh") is not False:
+        # The first Get serves the value: the object is no longer Fresh.
+        async with context.lock(unique_identifier):
+            current = await context.load(unique_identifier)
+            if server_attributes.served(current):
+                await context.save(current)
     return [
         ttlv.enumeration(Tag.OBJECT_TYPE, obj.object_type),
         uid_item(unique_identifier),

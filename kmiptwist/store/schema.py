@@ -122,6 +122,11 @@ MIGRATIONS: list[list[str]] = [
         """,
         "CREATE INDEX trusted_cas_by_tenant ON trusted_cas (tenant)",
     ],
+    # -- version 3: the PEM of registered client certificates -------------------------
+    [
+        # So that an administrator can read back exactly what was registered.
+        "ALTER TABLE certificates ADD COLUMN certificate_pem TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 #: The schema version this code writes.

@@ -7,16 +7,23 @@ own savepoint, and acknowledged only after that transaction's COMMIT has returne
 Reads run on a second connection in the reactor thread; in WAL mode they take
 microseconds, less than a hop to a thread would cost, and they see every write whose
 Deferred has fired because that write was committed first.
+
+Reading an object decodes its attributes once: the decoded attributes of recently
+used objects are kept by (row, revision), and every read still checks the object's
+row first, so a change committed by anyone sharing the database (another worker
+process included) is seen by the next read.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from attrs import define
@@ -36,6 +43,7 @@ from kmiptwist.interfaces import (
     LocateCriterion,
     PendingCertificate,
     Tenant,
+    TrustedCA,
 )
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
@@ -48,6 +56,7 @@ __all__ = [
     "ObjectExists",
     "TenantExists",
     "UnknownTenant",
+    "TenantHasObjects",
     "CertificateConflict",
     "locate_sql",
 ]
@@ -77,6 +86,10 @@ class CertificateConflict(StoreError):
     """The certificate's fingerprint is already registered (to this or another tenant)."""
 
 
+class TenantHasObjects(StoreError):
+    """The tenant still has objects and its removal was not forced."""
+
+
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
@@ -95,6 +108,8 @@ class _WriteJob:
     run: Callable[[sqlite3.Connection], Any]
     deferred: Deferred[Any]
     on_success: Callable[[Any], None] | None = None
+    after_commit: Callable[[sqlite3.Connection], None] | None = None
+    """Run in the writer thread after the COMMIT, outside any transaction (checkpoints)."""
 
 
 def _configure(connection: sqlite3.Connection, busy_timeout: float) -> None:
@@ -102,6 +117,37 @@ def _configure(connection: sqlite3.Connection, busy_timeout: float) -> None:
     connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     connection.execute("PRAGMA foreign_keys = ON")
     connection.execute("PRAGMA synchronous = FULL")
+
+
+_Frozen = tuple[tuple[str, tuple[ttlv.Item, ...], bool], ...]
+"""Attributes as (name, instances, whether any instance is a structure), in order."""
+
+_CachedObject = tuple[int, int, int, _Frozen]
+"""(seq, revision, object type, attributes) of an object as it was committed."""
+
+
+def _copy_item(item: ttlv.Item) -> ttlv.Item:
+    """``item`` with fresh lists for its structures (other values are immutable)."""
+    if item.type != ttlv.ItemType.STRUCTURE:
+        return item
+    return ttlv.Item(item.tag, item.type, [_copy_item(child) for child in item.value])
+
+
+def _freeze(attributes: dict[str, list[ttlv.Item]]) -> _Frozen:
+    """Attributes to keep, sharing nothing mutable with ``attributes``."""
+    frozen = []
+    for name, items in attributes.items():
+        nested = any(item.type == ttlv.ItemType.STRUCTURE for item in items)
+        frozen.append((name, tuple(map(_copy_item, items)) if nested else tuple(items), nested))
+    return tuple(frozen)
+
+
+def _thaw(attributes: _Frozen) -> dict[str, list[ttlv.Item]]:
+    """Kept attributes for a caller who may change them (structures copied)."""
+    return {
+        name: list(map(_copy_item, items)) if nested else list(items)
+        for name, items, nested in attributes
+    }
 
 
 def _attribute_rows(obj: ManagedObject) -> list[_AttributeRow]:
@@ -218,8 +264,12 @@ class SQLiteStore(Service):
         reactor: IReactorFromThreads,
         busy_timeout: float = 5.0,
         max_pending: int = 10_000,
+        object_cache_size: int = 10_000,
     ) -> None:
         self.path = path
+        self.object_cache_size = object_cache_size
+        """How many objects' decoded attributes are kept; 0 turns the cache off."""
+        self._objects: OrderedDict[str, _CachedObject] = OrderedDict()
         self.commit_count = 0
         self._reactor = reactor
         self._busy_timeout = busy_timeout
@@ -294,11 +344,12 @@ class SQLiteStore(Service):
         self,
         run: Callable[[sqlite3.Connection], Any],
         on_success: Callable[[Any], None] | None = None,
+        after_commit: Callable[[sqlite3.Connection], None] | None = None,
     ) -> Deferred[Any]:
         """Queue ``run(connection)`` for the next group commit; fires after COMMIT."""
         if self._thread is None:
             return fail(StoreNotRunning(f"the key store {self.path} is not running"))
-        job = _WriteJob(run, Deferred(), on_success)
+        job = _WriteJob(run, Deferred(), on_success, after_commit)
         self._queue.put(job)
         return job.deferred
 
@@ -362,6 +413,13 @@ class SQLiteStore(Service):
                     pass
             return [(job, False, failure) for job in jobs]
         self.commit_count += 1
+        for job, succeeded, _ in outcomes:
+            if succeeded and job.after_commit is not None:
+                try:
+                    job.after_commit(connection)
+                except Exception:
+                    # The job is committed; what follows is housekeeping.
+                    self._log.failure("Housekeeping after a commit failed")
         return outcomes
 
     def _deliver(self, outcomes: list[tuple[_WriteJob, bool, Any]]) -> None:
@@ -408,7 +466,11 @@ class SQLiteStore(Service):
             None if obj.wrapped_material is None else bytes(obj.wrapped_material),
             obj.revision,
             int(time.time()),
+            obj.root_key_version,
         )
+
+        snapshot = _freeze(obj.attributes)
+        inserted: list[int] = []
 
         def add(connection: sqlite3.Connection) -> None:
             found = connection.execute(
@@ -416,35 +478,59 @@ class SQLiteStore(Service):
             ).fetchone()
             if found is not None:
                 raise ObjectExists(f"an object with Unique Identifier {values[0]!r} exists")
-            connection.execute(
+            cursor = connection.execute(
                 "INSERT INTO objects (unique_identifier, tenant, object_type, wrapped_material,"
-                " revision, created) VALUES (?, ?, ?, ?, ?, ?)",
+                " revision, created, root_key_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             connection.executemany(_INSERT_ATTRIBUTE, rows)
+            inserted.append(cursor.lastrowid or 0)
 
-        return self._submit(add)
+        def added(_: None) -> None:
+            self._remember(values[0], (inserted[0], values[4], values[2], snapshot))
+
+        return self._submit(add, added)
 
     def get_object(self, tenant: str, unique_identifier: str) -> Deferred[ManagedObject | None]:
         """The tenant's object, or None (also when another tenant owns it)."""
         return self._answer(self._get_object, tenant, unique_identifier)
 
     def _get_object(self, tenant: str, unique_identifier: str) -> ManagedObject | None:
-        # One statement, so the object row and its attributes come from one snapshot.
-        rows = self._read(
-            "SELECT o.object_type, o.wrapped_material, o.revision, a.name, a.item"
-            " FROM objects o LEFT JOIN attributes a ON a.unique_identifier = o.unique_identifier"
-            " WHERE o.unique_identifier = ? AND o.tenant = ?"
-            " ORDER BY a.position, a.idx",
+        if self._reader is None:
+            raise StoreNotRunning(f"the key store {self.path} is not running")
+        row = self._reader.execute(
+            "SELECT seq, revision, object_type, wrapped_material, root_key_version"
+            " FROM objects WHERE unique_identifier = ? AND tenant = ?",
             (unique_identifier, tenant),
-        )
-        if not rows:
+        ).fetchone()
+        if row is None:
+            self._objects.pop(unique_identifier, None)
             return None
-        object_type, wrapped_material, revision = rows[0][:3]
-        attributes: dict[str, list[ttlv.Item]] = {}
-        for *_, name, item in rows:
-            if name is not None:
-                attributes.setdefault(name, []).append(ttlv.decode(item))
+        seq, revision, object_type, wrapped_material, root_key_version = row
+        cached = self._objects.get(unique_identifier)
+        if cached is not None and cached[0] == seq and cached[1] == revision:
+            self._objects.move_to_end(unique_identifier)
+            attributes = _thaw(cached[3])
+        else:
+            # One statement, so the row and its attributes come from one snapshot.
+            rows = self._read(
+                "SELECT o.seq, o.revision, o.object_type, o.wrapped_material,"
+                " o.root_key_version, a.name, a.item"
+                " FROM objects o LEFT JOIN attributes a"
+                " ON a.unique_identifier = o.unique_identifier"
+                " WHERE o.unique_identifier = ? AND o.tenant = ?"
+                " ORDER BY a.position, a.idx",
+                (unique_identifier, tenant),
+            )
+            if not rows:
+                return None
+            seq, revision, object_type, wrapped_material, root_key_version = rows[0][:5]
+            attributes = {}
+            decode = ttlv.decode
+            for *_, name, item in rows:
+                if name is not None:
+                    attributes.setdefault(name, []).append(decode(item))
+            self._remember(unique_identifier, (seq, revision, object_type, _freeze(attributes)))
         return ManagedObject(
             unique_identifier=unique_identifier,
             tenant=tenant,
@@ -452,7 +538,18 @@ class SQLiteStore(Service):
             attributes=attributes,
             wrapped_material=wrapped_material,
             revision=revision,
+            root_key_version=root_key_version,
         )
+
+    def _remember(self, unique_identifier: str, entry: _CachedObject) -> None:
+        """Keep an object's decoded attributes for the reads to come (LRU-bounded)."""
+        if self.object_cache_size <= 0:
+            return
+        objects = self._objects
+        objects[unique_identifier] = entry
+        objects.move_to_end(unique_identifier)
+        while len(objects) > self.object_cache_size:
+            objects.popitem(last=False)
 
     def update_object(self, obj: ManagedObject) -> Deferred[None]:
         """Replace the object's attributes and material if nobody changed it meanwhile.
@@ -470,13 +567,15 @@ class SQLiteStore(Service):
         values = (
             obj.object_type,
             None if obj.wrapped_material is None else bytes(obj.wrapped_material),
+            obj.root_key_version,
             *key,
             revision,
         )
 
         def update(connection: sqlite3.Connection) -> None:
             cursor = connection.execute(
-                "UPDATE objects SET object_type = ?, wrapped_material = ?, revision = revision + 1"
+                "UPDATE objects SET object_type = ?, wrapped_material = ?, root_key_version = ?,"
+                " revision = revision + 1"
                 " WHERE unique_identifier = ? AND tenant = ? AND revision = ?",
                 values,
             )
@@ -487,10 +586,48 @@ class SQLiteStore(Service):
             connection.execute("DELETE FROM attributes WHERE unique_identifier = ?", key[:1])
             connection.executemany(_INSERT_ATTRIBUTE, rows)
 
+        snapshot = _freeze(obj.attributes)
+
         def updated(_: None) -> None:
             obj.revision = revision + 1
+            cached = self._objects.get(key[0])
+            if cached is not None and cached[1] == revision:
+                self._remember(key[0], (cached[0], revision + 1, values[0], snapshot))
 
         return self._submit(update, updated)
+
+    def replace_wrapped_material(
+        self,
+        tenant: str,
+        unique_identifier: str,
+        expected: bytes,
+        wrapped_material: bytes,
+        root_key_version: str | None,
+    ) -> Deferred[bool]:
+        """Swap the object's wrapped material for a rewrapped form of the same material.
+
+        Only while the stored material is still ``expected`` (compare-and-swap): a
+        destroyed or re-keyed object is left alone.  The revision and the attributes do
+        not change, so no concurrent update fails because of it.  Fires True when
+        swapped.
+        """
+        values = (
+            bytes(wrapped_material),
+            root_key_version,
+            unique_identifier,
+            tenant,
+            bytes(expected),
+        )
+
+        def replace(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "UPDATE objects SET wrapped_material = ?, root_key_version = ?"
+                " WHERE unique_identifier = ? AND tenant = ? AND wrapped_material = ?",
+                values,
+            )
+            return cursor.rowcount == 1
+
+        return self._submit(replace)
 
     def locate(
         self,
@@ -535,6 +672,10 @@ class SQLiteStore(Service):
 
     def add_tenant(self, tenant: Tenant) -> Deferred[None]:
         """Create a tenant; fails with :class:`TenantExists` if the name is taken."""
+        try:
+            binding = json.dumps(dict(tenant.root_key_binding), sort_keys=True)
+        except (TypeError, ValueError):
+            return fail()
 
         def add(connection: sqlite3.Connection) -> None:
             if connection.execute(
@@ -542,9 +683,15 @@ class SQLiteStore(Service):
             ).fetchone():
                 raise TenantExists(f"tenant {tenant.name!r} already exists")
             connection.execute(
-                "INSERT INTO tenants (name, root_key_kind, root_key_id, created)"
-                " VALUES (?, ?, ?, ?)",
-                (tenant.name, tenant.root_key_kind, tenant.root_key_id, tenant.created),
+                "INSERT INTO tenants (name, root_key_kind, root_key_id, created, root_key_binding)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    tenant.name,
+                    tenant.root_key_kind,
+                    tenant.root_key_id,
+                    tenant.created,
+                    binding,
+                ),
             )
 
         return self._submit(add)
@@ -553,22 +700,150 @@ class SQLiteStore(Service):
         """The tenant of that name, or None."""
         return self._answer(self._get_tenant, name)
 
+    @staticmethod
+    def _tenant(row: tuple[Any, ...]) -> Tenant:
+        name, kind, root_key_id, created, binding = row
+        return Tenant(name, kind, root_key_id, created, json.loads(binding or "{}"))
+
     def _get_tenant(self, name: str) -> Tenant | None:
         rows = self._read(
-            "SELECT name, root_key_kind, root_key_id, created FROM tenants WHERE name = ?", (name,)
+            "SELECT name, root_key_kind, root_key_id, created, root_key_binding FROM tenants"
+            " WHERE name = ?",
+            (name,),
         )
-        return Tenant(*rows[0]) if rows else None
+        return self._tenant(rows[0]) if rows else None
 
     def list_tenants(self) -> Deferred[list[Tenant]]:
         """Every tenant, by name."""
         return self._answer(
             lambda: [
-                Tenant(*row)
+                self._tenant(row)
                 for row in self._read(
-                    "SELECT name, root_key_kind, root_key_id, created FROM tenants ORDER BY name"
+                    "SELECT name, root_key_kind, root_key_id, created, root_key_binding"
+                    " FROM tenants ORDER BY name"
                 )
             ]
         )
+
+    def set_root_key(
+        self, name: str, root_key_kind: str, root_key_id: str, root_key_binding: Mapping[str, Any]
+    ) -> Deferred[None]:
+        """Bind the tenant to a root key (or change how it is reached).
+
+        Fails with :class:`UnknownTenant` when there is no such tenant.
+        """
+        try:
+            binding = json.dumps(dict(root_key_binding), sort_keys=True)
+        except (TypeError, ValueError):
+            return fail()
+
+        def bind(connection: sqlite3.Connection) -> None:
+            cursor = connection.execute(
+                "UPDATE tenants SET root_key_kind = ?, root_key_id = ?, root_key_binding = ?"
+                " WHERE name = ?",
+                (root_key_kind, root_key_id, binding, name),
+            )
+            if cursor.rowcount != 1:
+                raise UnknownTenant(f"tenant {name!r} does not exist")
+
+        return self._submit(bind)
+
+    def remove_tenant(self, name: str, force: bool) -> Deferred[list[str]]:
+        """Remove the tenant, its certificates, trusted CAs and (``force``) objects.
+
+        Fails with :class:`UnknownTenant`, or :class:`TenantHasObjects` when the tenant
+        has objects and ``force`` is false; nothing changes then.  The removed
+        material is overwritten in the database (``secure_delete``) and the WAL is
+        checkpointed and truncated after the commit, so the wrapped bytes do not stay
+        behind on disk.  Fires with the removed objects' unique identifiers.
+        """
+
+        def remove(connection: sqlite3.Connection) -> list[str]:
+            if not connection.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
+                raise UnknownTenant(f"tenant {name!r} does not exist")
+            identifiers = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT unique_identifier FROM objects WHERE tenant = ? ORDER BY seq", (name,)
+                )
+            ]
+            if identifiers and not force:
+                raise TenantHasObjects(
+                    f"tenant {name!r} still has {len(identifiers)} objects; destroy them "
+                    "first or force the removal (which destroys them)"
+                )
+            connection.execute("PRAGMA secure_delete = ON")
+            connection.execute("DELETE FROM attributes WHERE tenant = ?", (name,))
+            connection.execute("DELETE FROM objects WHERE tenant = ?", (name,))
+            connection.execute("DELETE FROM certificates WHERE tenant = ?", (name,))
+            connection.execute("DELETE FROM trusted_cas WHERE tenant = ?", (name,))
+            connection.execute("DELETE FROM tenants WHERE name = ?", (name,))
+            return identifiers
+
+        def shred(connection: sqlite3.Connection) -> None:
+            connection.execute("PRAGMA secure_delete = OFF")
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                self._log.warn(
+                    "The WAL of {path} could not be truncated after removing tenant {tenant}; "
+                    "the removed wrapped material leaves it at the next checkpoint",
+                    path=self.path,
+                    tenant=name,
+                )
+
+        return self._submit(remove, after_commit=shred)
+
+    def add_trusted_ca(self, ca: TrustedCA) -> Deferred[None]:
+        """Trust a CA for its tenant.
+
+        Fails with :class:`UnknownTenant`, or :class:`CertificateConflict` when the CA
+        is already trusted (by this or another tenant).
+        """
+
+        def add(connection: sqlite3.Connection) -> None:
+            if not connection.execute(
+                "SELECT 1 FROM tenants WHERE name = ?", (ca.tenant,)
+            ).fetchone():
+                raise UnknownTenant(f"tenant {ca.tenant!r} does not exist")
+            owner = connection.execute(
+                "SELECT tenant FROM trusted_cas WHERE fingerprint = ?", (ca.fingerprint,)
+            ).fetchone()
+            if owner is not None:
+                raise CertificateConflict(
+                    f"CA certificate {ca.fingerprint} is already trusted by tenant {owner[0]!r}"
+                )
+            connection.execute(
+                "INSERT INTO trusted_cas (fingerprint, tenant, subject, certificate_pem, added)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (ca.fingerprint, ca.tenant, ca.subject, ca.certificate_pem, ca.added),
+            )
+
+        return self._submit(add)
+
+    def list_trusted_cas(self, tenant: str | None = None) -> Deferred[list[TrustedCA]]:
+        """The CAs ``tenant`` trusts (None: every tenant's), oldest first."""
+        where, parameters = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
+        return self._answer(
+            lambda: [
+                TrustedCA(*row)
+                for row in self._read(
+                    "SELECT fingerprint, tenant, subject, certificate_pem, added FROM trusted_cas "
+                    f"{where} ORDER BY added, fingerprint",
+                    parameters,
+                )
+            ]
+        )
+
+    def remove_trusted_ca(self, fingerprint: str) -> Deferred[bool]:
+        """Stop trusting a CA; True when it was trusted."""
+
+        def remove(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "DELETE FROM trusted_cas WHERE fingerprint = ?", (fingerprint,)
+            )
+            return cursor.rowcount > 0
+
+        return self._submit(remove)
 
     def add_certificate(self, certificate: ClientCertificate) -> Deferred[None]:
         """Register a client certificate to its tenant; it stops being pending.
@@ -591,8 +866,8 @@ class SQLiteStore(Service):
                     f"{owner[0]!r}"
                 )
             connection.execute(
-                "INSERT INTO certificates (fingerprint, tenant, subject, issuer, not_after, added)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO certificates (fingerprint, tenant, subject, issuer, not_after, added,"
+                " certificate_pem) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     certificate.fingerprint,
                     certificate.tenant,
@@ -600,6 +875,7 @@ class SQLiteStore(Service):
                     certificate.issuer,
                     certificate.not_after,
                     certificate.added,
+                    certificate.certificate_pem,
                 ),
             )
             connection.execute(
@@ -625,7 +901,7 @@ class SQLiteStore(Service):
             lambda: [
                 ClientCertificate(*row)
                 for row in self._read(
-                    "SELECT fingerprint, tenant, subject, issuer, not_after, added"
+                    "SELECT fingerprint, tenant, subject, issuer, not_after, added, certificate_pem"
                     " FROM certificates WHERE tenant = ? ORDER BY added, fingerprint",
                     (tenant,),
                 )

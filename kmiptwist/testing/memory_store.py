@@ -7,7 +7,8 @@ test sees the same copies, the same Locate answers and the same exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from attrs import define, field
@@ -24,6 +25,7 @@ from kmiptwist.interfaces import (
     LocateCriterion,
     PendingCertificate,
     Tenant,
+    TrustedCA,
 )
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
@@ -31,6 +33,7 @@ from kmiptwist.store.sqlite import (
     CertificateConflict,
     ObjectExists,
     TenantExists,
+    TenantHasObjects,
     UnknownTenant,
 )
 
@@ -50,6 +53,7 @@ class _StoredObject:
     revision: int
     attributes: list[tuple[str, list[bytes]]]
     matches: dict[str, list[Any]]
+    root_key_version: str | None = None
 
 
 def _stored(obj: ManagedObject, seq: int, revision: int) -> _StoredObject:
@@ -68,6 +72,7 @@ def _stored(obj: ManagedObject, seq: int, revision: int) -> _StoredObject:
             name: [schema.match_value(item) for item in instances]
             for name, instances in obj.attributes.items()
         },
+        root_key_version=obj.root_key_version,
     )
 
 
@@ -94,6 +99,7 @@ class MemoryStore(Service):
     _tenants: dict[str, Tenant] = field(factory=dict)
     _certificates: dict[str, ClientCertificate] = field(factory=dict)
     _pending: dict[str, PendingCertificate] = field(factory=dict)
+    _trusted_cas: dict[str, TrustedCA] = field(factory=dict)
 
     # -- IKeyStore --------------------------------------------------------------------
 
@@ -128,6 +134,7 @@ class MemoryStore(Service):
                 },
                 wrapped_material=stored.wrapped_material,
                 revision=stored.revision,
+                root_key_version=stored.root_key_version,
             )
 
         return _answer(get)
@@ -147,6 +154,26 @@ class MemoryStore(Service):
             obj.revision += 1
 
         return _answer(update)
+
+    def replace_wrapped_material(
+        self,
+        tenant: str,
+        unique_identifier: str,
+        expected: bytes,
+        wrapped_material: bytes,
+        root_key_version: str | None,
+    ) -> Deferred[bool]:
+        """Swap the wrapped material while it is still ``expected``; revision unchanged."""
+
+        def replace() -> bool:
+            stored = self._objects.get(unique_identifier)
+            if stored is None or stored.tenant != tenant or stored.wrapped_material != expected:
+                return False
+            stored.wrapped_material = bytes(wrapped_material)
+            stored.root_key_version = root_key_version
+            return True
+
+        return _answer(replace)
 
     def _matching(self, tenant: str, criteria: list[LocateCriterion]) -> list[str]:
         """The identifiers of the tenant's objects matching every criterion, newest first."""
@@ -196,7 +223,14 @@ class MemoryStore(Service):
         def add() -> None:
             if tenant.name in self._tenants:
                 raise TenantExists(f"tenant {tenant.name!r} already exists")
-            self._tenants[tenant.name] = tenant
+            # A copy, as the database would keep it.
+            self._tenants[tenant.name] = Tenant(
+                tenant.name,
+                tenant.root_key_kind,
+                tenant.root_key_id,
+                tenant.created,
+                json.loads(json.dumps(dict(tenant.root_key_binding))),
+            )
 
         return _answer(add)
 
@@ -207,6 +241,75 @@ class MemoryStore(Service):
     def list_tenants(self) -> Deferred[list[Tenant]]:
         """Every tenant, by name."""
         return succeed(sorted(self._tenants.values(), key=lambda tenant: tenant.name))
+
+    def set_root_key(
+        self, name: str, root_key_kind: str, root_key_id: str, root_key_binding: Mapping[str, Any]
+    ) -> Deferred[None]:
+        """Bind the tenant to a root key; UnknownTenant when there is no such tenant."""
+
+        def bind() -> None:
+            tenant = self._tenants.get(name)
+            if tenant is None:
+                raise UnknownTenant(f"tenant {name!r} does not exist")
+            self._tenants[name] = Tenant(
+                name, root_key_kind, root_key_id, tenant.created, dict(root_key_binding)
+            )
+
+        return _answer(bind)
+
+    def remove_tenant(self, name: str, force: bool) -> Deferred[list[str]]:
+        """Remove the tenant, its certificates, CAs and (``force``) objects."""
+
+        def remove() -> list[str]:
+            if name not in self._tenants:
+                raise UnknownTenant(f"tenant {name!r} does not exist")
+            found = sorted(
+                (stored.seq, unique_identifier)
+                for unique_identifier, stored in self._objects.items()
+                if stored.tenant == name
+            )
+            if found and not force:
+                raise TenantHasObjects(
+                    f"tenant {name!r} still has {len(found)} objects; destroy them "
+                    "first or force the removal (which destroys them)"
+                )
+            for _, unique_identifier in found:
+                del self._objects[unique_identifier]
+            for table in (self._certificates, self._trusted_cas):
+                for fingerprint in [f for f, c in table.items() if c.tenant == name]:
+                    del table[fingerprint]
+            del self._tenants[name]
+            return [unique_identifier for _, unique_identifier in found]
+
+        return _answer(remove)
+
+    def add_trusted_ca(self, ca: TrustedCA) -> Deferred[None]:
+        """Trust a CA for an existing tenant; a CA is trusted by one tenant only."""
+
+        def add() -> None:
+            if ca.tenant not in self._tenants:
+                raise UnknownTenant(f"tenant {ca.tenant!r} does not exist")
+            owner = self._trusted_cas.get(ca.fingerprint)
+            if owner is not None:
+                raise CertificateConflict(
+                    f"CA certificate {ca.fingerprint} is already trusted by tenant {owner.tenant!r}"
+                )
+            self._trusted_cas[ca.fingerprint] = ca
+
+        return _answer(add)
+
+    def list_trusted_cas(self, tenant: str | None = None) -> Deferred[list[TrustedCA]]:
+        """The CAs ``tenant`` trusts (None: every tenant's), oldest first."""
+        return succeed(
+            sorted(
+                (c for c in self._trusted_cas.values() if tenant is None or c.tenant == tenant),
+                key=lambda c: (c.added, c.fingerprint),
+            )
+        )
+
+    def remove_trusted_ca(self, fingerprint: str) -> Deferred[bool]:
+        """Stop trusting a CA; True when it was trusted."""
+        return succeed(self._trusted_cas.pop(fingerprint, None) is not None)
 
     def add_certificate(self, certificate: ClientCertificate) -> Deferred[None]:
         """Register a certificate to an existing tenant; it stops being pending."""

@@ -120,6 +120,14 @@ class MaterialCache:
         if flight is not None:
             flight.keep = False
 
+    def invalidate_tenant(self, tenant: str) -> None:
+        """Forget the material of every key ``(tenant, ...)``: the tenant's root key was
+        disabled or deleted.  Loads under way for them are not kept."""
+        for key in [k for k in self._entries if isinstance(k, tuple) and k[:1] == (tenant,)]:
+            del self._entries[key]
+        for key in [k for k in self._flights if isinstance(k, tuple) and k[:1] == (tenant,)]:
+            self._flights.pop(key).keep = False
+
     def clear(self) -> None:
         """Forget every material (e.g. a root key was disabled); loads under way are not kept."""
         self._entries.clear()

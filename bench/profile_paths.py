@@ -1,0 +1,127 @@
+"""Profile kmiptwist's request path in-process, without TLS or sockets.
+
+    python bench/profile_paths.py get [--requests 20000] [--cprofile]
+    python bench/profile_paths.py create|locate|get-attributes|discover
+
+Builds the real processor over a real SQLiteStore (in a temporary directory), fills
+it with 1,000 keys, then times ``KMIPProcessor.process`` on prepared requests, one at
+a time: the microseconds printed are the processor's cost per request (decode,
+operation, store, unwrap, encode) with none of Twisted's transport or TLS.  With
+``--cprofile`` it prints the functions that took the time.  What these profiles
+showed, and what changed because of them, is in ``bench/NOTES.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(1, os.path.dirname(BENCH))
+
+
+async def _main(reactor: object, arguments: argparse.Namespace) -> None:
+    from twisted.internet import defer
+
+    import wire
+    from kmiptwist.engine import Engine, SingleRootKey
+    from kmiptwist.interfaces import ClientCertificate, Tenant
+    from kmiptwist.processor import KMIPProcessor, Peer
+    from kmiptwist.store.sqlite import SQLiteStore
+    from kmiptwist.testing.messages import read_response
+    from kmiptwist.vocabulary.tags import Tag
+    from kmiptwist.wrapping.cache import MaterialCache
+    from kmiptwist.wrapping.local import LocalRootKeyWrapper
+
+    directory = tempfile.mkdtemp(prefix="kmiptwist-profile-")
+    store = SQLiteStore(os.path.join(directory, "store.sqlite3"), reactor)  # type: ignore[arg-type]
+    store.startService()
+    await store.add_tenant(Tenant("default", "local", "default", 0))
+    await store.add_certificate(ClientCertificate("ab" * 32, "default", "CN=x", "CN=x", 0, 0))
+    engine = Engine(
+        store=store,
+        tenancy=store,
+        root_keys=SingleRootKey(LocalRootKeyWrapper(os.urandom(32))),
+        cache=MaterialCache(10_000, 300, reactor),  # type: ignore[arg-type]
+        clock=reactor,  # type: ignore[arg-type]
+    )
+    processor = KMIPProcessor(engine)
+    peer = Peer("profile", "ab" * 32, "default")
+
+    async def call(data: bytes) -> bytes:
+        return await defer.Deferred.fromCoroutine(processor.process(data, peer))
+
+    uids = []
+    for _ in range(1000):
+        reply = await call(wire.create_request())
+        uids.append(read_response(reply).items[0].get(Tag.UNIQUE_IDENTIFIER))
+    templates = wire.vcenter_templates()
+    if arguments.path == "get":
+        requests = [wire.get_request(uid) for uid in uids]
+    elif arguments.path == "create":
+        requests = [wire.create_request()]
+    elif arguments.path == "locate":
+        requests = [wire.locate_by_name("no-such-name")]
+    elif arguments.path == "get-attributes":
+        requests = [templates["state"].render(uid) for uid in uids]
+    else:
+        requests = [wire.discover_versions()]
+    for data in requests[:200]:
+        reply = await call(data)
+        assert wire.all_succeeded(reply, 1), read_response(reply)
+    profiler = cProfile.Profile() if arguments.cprofile else None
+    count = arguments.requests
+    size = len(requests)
+    started = time.perf_counter()
+    cpu = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    if arguments.path == "create":
+        # Concurrent, as clients send them: the store commits them in groups.
+        for first in range(0, count, 256):
+            await defer.gatherResults(
+                [
+                    defer.Deferred.fromCoroutine(processor.process(requests[0], peer))
+                    for _ in range(min(256, count - first))
+                ]
+            )
+    else:
+        for index in range(count):
+            await call(requests[index % size])
+    if profiler is not None:
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    print(
+        f"{arguments.path}: {count} requests, {elapsed / count * 1e6:.1f} µs each "
+        f"({cpu / count * 1e6:.1f} µs CPU)"
+    )
+    if profiler is not None:
+        stats = pstats.Stats(profiler)
+        stats.sort_stats(arguments.sort).print_stats(arguments.top)
+    await store.stopService()
+
+
+def main() -> None:
+    """Parse the command line and profile."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "path", choices=("get", "create", "locate", "get-attributes", "discover"), default="get"
+    )
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--top", type=int, default=30)
+    arguments = parser.parse_args()
+    from twisted.internet import defer, task
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(_main(reactor, arguments)))
+
+
+if __name__ == "__main__":
+    main()

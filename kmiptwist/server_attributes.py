@@ -1,0 +1,105 @@
+"""The attributes the server keeps on every object, and keeps true as the object changes.
+
+Set when an object is created or registered (KMIP 1.4 chapter 3, 2.1 chapter 4):
+Initial Date, Last Change Date, Original Creation Date; Sensitive and Extractable
+(defaults False and True) with their histories Always Sensitive and Never
+Extractable; Fresh (True until the object's value is first served); Lease Time
+(the longest lease the server grants); Random Number Generator for material the
+server generated (its details are the operating system's, so "Unspecified"); and,
+for KMIP 2.x clients, Short Unique Identifier (SHA-256 of the Unique Identifier),
+Key Format Type and Protection Storage Mask (Software).  Which of them a client
+sees is decided per version by :func:`kmiptwist.attributes.visible_in`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from kmiptwist import ttlv
+from kmiptwist.objects import ManagedObject
+from kmiptwist.vocabulary.enums import ObjectType, ProtectionStorageMask, RNGAlgorithm
+from kmiptwist.vocabulary.tags import Tag
+
+__all__ = ["set_initial", "served", "keep_history", "CRYPTOGRAPHIC_OBJECTS"]
+
+#: The "Cryptographic Objects" of KMIP 1.x, to which Lease Time applies.
+CRYPTOGRAPHIC_OBJECTS = frozenset(
+    {
+        ObjectType.CERTIFICATE,
+        ObjectType.SYMMETRIC_KEY,
+        ObjectType.PUBLIC_KEY,
+        ObjectType.PRIVATE_KEY,
+        ObjectType.SPLIT_KEY,
+        ObjectType.SECRET_DATA,
+        ObjectType.PGP_KEY,
+    }
+)
+
+
+def _default(obj: ManagedObject, name: str, item: ttlv.Item) -> None:
+    if not obj.values(name):
+        obj.set(name, item)
+
+
+def set_initial(
+    obj: ManagedObject,
+    now: int,
+    *,
+    generated: bool,
+    key_format_type: int | None,
+    lease_time: int | None,
+) -> None:
+    """Give a new object the attributes the server sets (the client's values stay)."""
+    obj.set_date("Initial Date", now)
+    obj.set_date("Last Change Date", now)
+    obj.set_date("Original Creation Date", now)
+    obj.set(
+        "Short Unique Identifier",
+        ttlv.byte_string(
+            Tag.SHORT_UNIQUE_IDENTIFIER, hashlib.sha256(obj.unique_identifier.encode()).digest()
+        ),
+    )
+    if obj.object_type == ObjectType.TEMPLATE:
+        return
+    obj.set(
+        "Protection Storage Mask",
+        ttlv.integer(Tag.PROTECTION_STORAGE_MASK, ProtectionStorageMask.SOFTWARE),
+    )
+    if key_format_type is not None:
+        obj.set("Key Format Type", ttlv.enumeration(Tag.KEY_FORMAT_TYPE, key_format_type))
+    _default(obj, "Sensitive", ttlv.boolean(Tag.SENSITIVE, False))
+    _default(obj, "Extractable", ttlv.boolean(Tag.EXTRACTABLE, True))
+    obj.set("Always Sensitive", ttlv.boolean(Tag.ALWAYS_SENSITIVE, obj.value("Sensitive")))
+    obj.set("Never Extractable", ttlv.boolean(Tag.NEVER_EXTRACTABLE, not obj.value("Extractable")))
+    _default(obj, "Fresh", ttlv.boolean(Tag.FRESH, True))
+    if lease_time is not None and obj.object_type in CRYPTOGRAPHIC_OBJECTS:
+        obj.set("Lease Time", ttlv.interval(Tag.LEASE_TIME, lease_time))
+    if generated:
+        _default(
+            obj,
+            "Random Number Generator",
+            ttlv.structure(
+                Tag.RANDOM_NUMBER_GENERATOR,
+                [ttlv.enumeration(Tag.RNG_ALGORITHM, RNGAlgorithm.UNSPECIFIED)],
+            ),
+        )
+
+
+def served(obj: ManagedObject) -> bool:
+    """Record that the object's value went to a client (Fresh becomes False).
+
+    True when that changed the object, so the caller knows to save it.
+    """
+    if obj.value("Fresh") is False:
+        return False
+    obj.set("Fresh", ttlv.boolean(Tag.FRESH, False))
+    return True
+
+
+def keep_history(obj: ManagedObject) -> None:
+    """After Sensitive or Extractable changed: a key that was ever not sensitive is not
+    Always Sensitive, one that was ever extractable is not Never Extractable."""
+    if obj.values("Always Sensitive") and obj.value("Sensitive") is False:
+        obj.set("Always Sensitive", ttlv.boolean(Tag.ALWAYS_SENSITIVE, False))
+    if obj.values("Never Extractable") and obj.value("Extractable") is True:
+        obj.set("Never Extractable", ttlv.boolean(Tag.NEVER_EXTRACTABLE, False))
