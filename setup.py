@@ -11,7 +11,12 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/kmiptwist_plugin.py"]},
+    package_data={
+        "twisted": [
+            "plugins/kmiptwist_plugin.py",
+            "plugins/kmiptwist_keyprotect_emulator.py",
+        ]
+    },
     install_requires=[
         "Twisted[tls]>=24.7.0",
         "pyOpenSSL>=24.2.1",

@@ -39,7 +39,11 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
     from kmiptwist.wrapping.local import LocalRootKeyWrapper
 
     directory = tempfile.mkdtemp(prefix="kmiptwist-profile-")
-    store = SQLiteStore(os.path.join(directory, "store.sqlite3"), reactor)  # type: ignore[arg-type]
+    store = SQLiteStore(
+        os.path.join(directory, "store.sqlite3"),
+        reactor,  # type: ignore[arg-type]
+        object_cache_size=0 if arguments.no_object_cache else 10_000,
+    )
     store.startService()
     await store.add_tenant(Tenant("default", "local", "default", 0))
     await store.add_certificate(ClientCertificate("ab" * 32, "default", "CN=x", "CN=x", 0, 0))
@@ -57,7 +61,7 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
         return await defer.Deferred.fromCoroutine(processor.process(data, peer))
 
     uids = []
-    for _ in range(1000):
+    for _ in range(arguments.keys):
         reply = await call(wire.create_request())
         uids.append(read_response(reply).items[0].get(Tag.UNIQUE_IDENTIFIER))
     templates = wire.vcenter_templates()
@@ -71,7 +75,7 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
         requests = [templates["state"].render(uid) for uid in uids]
     else:
         requests = [wire.discover_versions()]
-    for data in requests[:200]:
+    for data in requests:
         reply = await call(data)
         assert wire.all_succeeded(reply, 1), read_response(reply)
     profiler = cProfile.Profile() if arguments.cprofile else None
@@ -114,7 +118,11 @@ def main() -> None:
         "path", choices=("get", "create", "locate", "get-attributes", "discover"), default="get"
     )
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--keys", type=int, default=1000, help="keys created first")
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument(
+        "--no-object-cache", action="store_true", help="decode every object on every read"
+    )
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=30)
     arguments = parser.parse_args()

@@ -187,6 +187,7 @@ def run_server(
         small = sizes["small_store"]
         started = time.monotonic()
         small_uids = server.populate("bench-", small)
+        scenarios.prime(server, scenario_settings, small_uids)
         log(f"{server.name:10} stored {small:,} keys in {time.monotonic() - started:.1f} s")
         names = [f"bench-{number:06d}" for number in range(small)]
         baseline = {}
@@ -207,6 +208,7 @@ def run_server(
         if "boot-storm" in plan:
             hosts, keys = sizes["storm_hosts"], sizes["storm_keys"]
             host_uids = server.populate("host-", hosts * keys + 1)
+            scenarios.prime(server, scenario_settings, host_uids)
             shared, own = host_uids[0], [
                 host_uids[1 + host * keys : 1 + (host + 1) * keys] for host in range(hosts)
             ]
@@ -227,6 +229,7 @@ def run_server(
             sample = random.Random(3).sample(range(len(every_uid)), min(sizes["key_sample"], len(every_uid)))
             uids = [every_uid[index] for index in sample]
             picked = [every_name[index] for index in sample]
+            scenarios.prime(server, scenario_settings, uids)
             for connections in concurrency:
                 record(f"get c={connections} @{big}", scenarios.get, uids, connections)
             for connections in concurrency:

@@ -305,6 +305,33 @@ def _persistent_run(
     return result
 
 
+def prime(server: Server, settings: Settings, uids: list[str], connections: int = 8) -> None:
+    """Get every key once, unmeasured: the steady state of keys that have been served.
+
+    kmiptwist clears a key's Fresh attribute (a committed write) on its first Get;
+    clients fetch keys they have fetched before, so the write is not what a Get costs.
+    """
+    requests = [wire.get_request(uid) for uid in uids]
+
+    def build(index: int, count: int, stats: Stats) -> list[Slot]:
+        shares = [requests[number::connections] for number in range(connections)]
+        return _share([Slot(_once(stats, share)) for share in shares if share], index, count)
+
+    run_load(server, settings, build, connections, "op", window=(0.0, 600.0), finite=True)
+
+
+def _once(stats: Stats, requests: list[bytes]) -> Callable[[], Generator[Any, Any, None]]:
+    """A slot that sends each of ``requests`` once on one connection."""
+
+    def run() -> Generator[Any, Any, None]:
+        connection = yield CONNECT
+        for data in requests:
+            yield ("send", connection, data)
+        connection.close()
+
+    return run
+
+
 def get(server: Server, settings: Settings, uids: list[str], connections: int) -> dict[str, Any]:
     """Get over persistent connections, cycling through ``uids`` in a shuffled order."""
     requests = [wire.get_request(uid) for uid in shuffled(uids, 1)]

@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from attrs import frozen
 from twisted.application.service import Service
@@ -123,8 +123,7 @@ def _iso(seconds: float) -> str:
     )
 
 
-@frozen
-class _Entry:
+class _Entry(NamedTuple):
     """One record waiting for the writer thread (``waiter`` None: nobody waits)."""
 
     fields: dict[str, Any]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 
 from kmiptwist.interfaces import IKeyStore, IKeyWrapper, ITenancy
+from kmiptwist.streams import CryptoStreams
 
 __all__ = ["Engine", "RootKeys", "SingleRootKey", "ServerInformation"]
 
@@ -55,6 +57,10 @@ class Engine:
     lease_time: int = 3600
     #: Whether the Interop operation (conformance testing only) is offered.
     interop_testing: bool = False
+    #: By-parts cryptographic operations in progress (Correlation Values).
+    streams: CryptoStreams = field(factory=CryptoStreams)
+    #: Runs CPU-heavy work (key pair generation) off the reactor thread; None: inline.
+    run_blocking: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None
 
     def now(self) -> int:
         """The current time in whole seconds, from the injected clock."""

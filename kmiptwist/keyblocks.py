@@ -11,7 +11,7 @@ import hashlib
 
 from attrs import frozen
 
-from kmiptwist import ttlv
+from kmiptwist import asymmetric, ttlv
 from kmiptwist.errors import KMIPError, invalid_field
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import (
@@ -179,6 +179,7 @@ def _asymmetric_key(found: Item) -> tuple[ObjectValue, list[Item]]:
         if key_material.type != ItemType.STRUCTURE or not key_material.value:
             raise invalid_field(f"{_format_name(key_format_type)} Key Material must be a structure")
         material = ttlv.encode(key_material)
+    asymmetric.check_registered(found.tag, key_format_type, key_material)
     attributes = value.find_all(Tag.ATTRIBUTE)
     kept = [c for c in value.value if c.tag != Tag.ATTRIBUTE]
     stored_block = ttlv.structure(
@@ -296,6 +297,8 @@ def for_get(stored: Item, requested_format: int | None) -> Item:
     current = block.get(Tag.KEY_FORMAT_TYPE)
     if requested_format == current:
         return stored
+    if stored.tag in (Tag.PUBLIC_KEY, Tag.PRIVATE_KEY):
+        return asymmetric.convert(stored, requested_format)
     material = block.find(Tag.KEY_VALUE).get(Tag.KEY_MATERIAL)  # type: ignore[union-attr]
     if (
         stored.tag == Tag.SYMMETRIC_KEY

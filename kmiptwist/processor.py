@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from typing import Protocol as TypingProtocol
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 from twisted.logger import Logger
 
 from kmiptwist import ttlv
@@ -74,6 +74,13 @@ class AuditSink(TypingProtocol):
         ...
 
 
+_AUDIT_NAMES = {int(member): f"kmip.{member.name.lower()}" for member in Operation}
+"""The audit log's name of each operation (``kmip.get_attributes``)."""
+
+MAX_REFUSALS_AUDITED = 100
+"""Refused requests (peers without a tenant) audited per second; the rest are counted."""
+
+
 def _audited_identifier(
     request: ttlv.Item | None, response: list[ttlv.Item] | None
 ) -> str | None:
@@ -129,6 +136,9 @@ class KMIPProcessor:
     limits: Limits = Limits()
     audit: AuditSink | None = None
     """Records every batch item (operation, peer, tenant, identifier, result)."""
+    _refusal_second: int = field(default=0, init=False, repr=False)
+    _refusals_audited: int = field(default=0, init=False, repr=False)
+    _refusals_suppressed: int = field(default=0, init=False, repr=False)
 
     async def process(self, data: bytes, peer: Peer) -> bytes:
         """Answer one request message; never raises for anything the peer sent."""
@@ -201,13 +211,33 @@ class KMIPProcessor:
         ]
 
     def _audit_refusal(self, request: RequestMessage, peer: Peer) -> None:
-        """Record the refused items of a peer that has no tenant."""
+        """Record the refused items of a peer that has no tenant.
+
+        At most ``MAX_REFUSALS_AUDITED`` a second: peers without a tenant are not
+        accountable, and must not fill the disk; the rest are counted in one record.
+        """
         if self.audit is None:
             return
+        now = self.engine.now()
+        if now != self._refusal_second:
+            if self._refusals_suppressed:
+                self.audit.record_nowait(
+                    actor="server",
+                    operation="kmip.refusals_suppressed",
+                    result="failure",
+                    count=self._refusals_suppressed,
+                    second=self._refusal_second,
+                )
+            self._refusal_second, self._refusals_audited, self._refusals_suppressed = now, 0, 0
         for item in request.batch_items:
+            if self._refusals_audited >= MAX_REFUSALS_AUDITED:
+                self._refusals_suppressed += 1
+                continue
+            self._refusals_audited += 1
             self.audit.record_nowait(
                 actor=f"cert:{peer.fingerprint}" if peer.fingerprint else "anonymous",
-                operation=f"kmip.{_operation_name(item.operation).lower()}",
+                operation=_AUDIT_NAMES.get(item.operation or 0)
+                or f"kmip.{_operation_name(item.operation)}",
                 result="failure",
                 reason="AUTHENTICATION_NOT_SUCCESSFUL",
                 peer=peer.address,
@@ -284,7 +314,7 @@ class KMIPProcessor:
         succeeded = result.result_status == ResultStatus.SUCCESS
         self.audit.record_nowait(
             actor=f"cert:{peer.fingerprint}",
-            operation=f"kmip.{_operation_name(operation).lower()}",
+            operation=_AUDIT_NAMES.get(operation) or f"kmip.{_operation_name(operation)}",
             result="success" if succeeded else "failure",
             tenant=context.tenant,
             unique_identifier=_audited_identifier(payload, result.payload),

@@ -72,6 +72,7 @@ def set_initial(
     obj.set("Always Sensitive", ttlv.boolean(Tag.ALWAYS_SENSITIVE, obj.value("Sensitive")))
     obj.set("Never Extractable", ttlv.boolean(Tag.NEVER_EXTRACTABLE, not obj.value("Extractable")))
     _default(obj, "Fresh", ttlv.boolean(Tag.FRESH, True))
+    _start_usage_limits(obj)
     if lease_time is not None and obj.object_type in CRYPTOGRAPHIC_OBJECTS:
         obj.set("Lease Time", ttlv.interval(Tag.LEASE_TIME, lease_time))
     if generated:
@@ -83,6 +84,20 @@ def set_initial(
                 [ttlv.enumeration(Tag.RNG_ALGORITHM, RNGAlgorithm.UNSPECIFIED)],
             ),
         )
+
+
+def _start_usage_limits(obj: ManagedObject) -> None:
+    """A new object's Usage Limits Count is its Usage Limits Total, whatever count the
+    client sent (KMIP 2.1 section 4.59)."""
+    limits = obj.values("Usage Limits")
+    if not limits or limits[0].type != ttlv.ItemType.STRUCTURE:
+        return
+    total = limits[0].find(Tag.USAGE_LIMITS_TOTAL)
+    if total is None:
+        return
+    children = [c for c in limits[0].value if c.tag != Tag.USAGE_LIMITS_COUNT]
+    children.insert(1, ttlv.long_integer(Tag.USAGE_LIMITS_COUNT, total.value))
+    obj.set("Usage Limits", ttlv.structure(Tag.USAGE_LIMITS, children))
 
 
 def served(obj: ManagedObject) -> bool:

@@ -25,6 +25,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamServerEndpoint,
 )
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -382,6 +383,10 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
         clock=reactor,
         server_information=ServerInformation(server_version=__version__),
         interop_testing=configuration.interop_testing,
+        # RSA key pair generation takes up to seconds: never on the reactor thread.
+        run_blocking=lambda function: deferToThreadPool(
+            reactor, reactor.getThreadPool(), function
+        ),
     )
     audit = AuditLog(configuration.audit_path, reactor, reactor, configuration.audit_sync_interval)
     processor = KMIPProcessor(

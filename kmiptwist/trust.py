@@ -26,7 +26,10 @@ from cryptography.x509.oid import ExtensionOID
 from kmiptwist import pki
 from kmiptwist.interfaces import TrustedCA
 
-__all__ = ["TrustedCAs", "TrustMatch", "check_ca_certificate", "NotACAError"]
+__all__ = ["TrustedCAs", "TrustMatch", "check_ca_certificate", "NotACAError", "VERDICT_SECONDS"]
+
+VERDICT_SECONDS = 300.0
+"""How long a verified chain is trusted without checking it again (same trusted CAs)."""
 
 
 class NotACAError(pki.PKIError):
@@ -81,10 +84,15 @@ class TrustedCAs:
 
     The CA list is read from the tenancy on each check (a cheap indexed read, so a CA
     removed through the admin API stops counting at once); parsed certificates are
-    kept by fingerprint.
+    kept by fingerprint, and a chain that verified is remembered for
+    ``VERDICT_SECONDS`` (vCenter opens many short connections with one certificate)
+    for the same set of trusted CAs only.
     """
 
     _parsed: dict[str, x509.Certificate] = field(factory=dict, init=False)
+    _verdicts: dict[tuple[str, frozenset[str]], tuple[TrustMatch, float]] = field(
+        factory=dict, init=False
+    )
 
     def match(
         self,
@@ -108,6 +116,10 @@ class TrustedCAs:
         if not anchors:
             return None
         leaf_fingerprint = pki.fingerprint(leaf)
+        key = (leaf_fingerprint, frozenset(anchors))
+        known = self._verdicts.get(key)
+        if known is not None and now.timestamp() < known[1]:
+            return known[0]
         intermediates = [c for c in chain if pki.fingerprint(c) != leaf_fingerprint]
         verifier = (
             verification.PolicyBuilder()
@@ -126,7 +138,16 @@ class TrustedCAs:
         for certificate in verified.chain[1:]:
             found = anchors.get(pki.fingerprint(certificate))
             if found is not None:
-                return TrustMatch(found[1], pki.fingerprint(certificate))
+                match = TrustMatch(found[1], pki.fingerprint(certificate))
+                # Never past the end of any certificate of the chain.
+                expires = min(
+                    now.timestamp() + VERDICT_SECONDS,
+                    *(member.not_valid_after_utc.timestamp() for member in verified.chain),
+                )
+                if len(self._verdicts) >= 10_000:
+                    self._verdicts.clear()
+                self._verdicts[key] = (match, expires)
+                return match
         return None
 
     def _certificate(self, ca: TrustedCA) -> x509.Certificate | None:

@@ -134,6 +134,7 @@ class TenantTests(_AdminTestCase):
             ({"name": "x", "root_key": {"kind": "hsm"}}, 400, "INVALID_FIELD"),
             ({"name": "x", "root_key": {"kind": "keyprotect"}}, 400, "MISSING_FIELD"),
             ({"name": "x", "root_key": {"kind": "local", "endpoint": "e"}}, 400, "INVALID_FIELD"),
+            ({"name": "x", "root_key": {"kind": "local", "id": "other"}}, 400, "INVALID_FIELD"),
         ]
         for body, status, reason in cases:
             self.error(self.call("POST", f"{API}/tenants", body), status, reason)

@@ -273,6 +273,23 @@ class ProcessorAuditTests(SynchronousTestCase):
             ("cert:" + "cd" * 32, "failure", "AUTHENTICATION_NOT_SUCCESSFUL", "10.1.1.1:9"),
         )
 
+    def test_refusals_are_bounded(self) -> None:
+        """A flood of requests from a peer without a tenant cannot fill the disk: past
+        100 a second the refusals are counted in one record."""
+        peer = Peer("10.1.1.1:9", None, None)
+        data = request((1, 1), [(Operation.DISCOVER_VERSIONS, [], None)])
+        for _ in range(250):
+            self.successResultOf(Deferred.fromCoroutine(self.harness.processor.process(data, peer)))
+        self.assertEqual(len(self.audit.records), 100)
+        self.assertEqual(self.audit.records[0]["actor"], "anonymous")
+        self.harness.clock.advance(1)
+        self.successResultOf(Deferred.fromCoroutine(self.harness.processor.process(data, peer)))
+        summary, next_one = self.audit.records[100:]
+        self.assertEqual(
+            (summary["operation"], summary["count"]), ("kmip.refusals_suppressed", 150)
+        )
+        self.assertEqual(next_one["operation"], "kmip.discover_versions")
+
     def test_correlation_id_reaches_the_record(self) -> None:
         """A Key Protect correlation id noted during an operation lands in its record."""
         fake = FakeWrapper()

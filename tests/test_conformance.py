@@ -246,6 +246,75 @@ class ComparisonTests(SynchronousTestCase):
             self.compare(wanted, wanted.replace("2a2a2a2a", "0102"), generated) or "",
         )
 
+    def test_outputs_random_only_where_the_server_chose(self) -> None:
+        """Encrypt's Data may differ (same length) when the key was generated in the case,
+        when the server chose the IV, when the key is a public key (RSA padding is
+        random) and for RNG Retrieve; never for a key and IV the client gave."""
+        body = (
+            '<ResponsePayload><UniqueIdentifier type="TextString" value="k"/>'
+            '<Data type="ByteString" value="2a2a2a2a"/>{iv}</ResponsePayload>'
+        )
+        wanted = response(body.format(iv=""), operation="Encrypt")
+        other = wanted.replace("2a2a2a2a", "01020304")
+        shorter = wanted.replace("2a2a2a2a", "0102")
+        with_iv = self.crypto_request("Encrypt", '<IVCounterNonce type="ByteString" value="00"/>')
+        self.assertIsNotNone(self.compare(wanted, other, request=with_iv))
+        generated = Comparison(Bindings(), lambda: NOW, generated={"k"})
+        self.assertIsNone(self.compare(wanted, other, generated, with_iv))
+        self.assertIn("random bytes", self.compare(wanted, shorter, generated, with_iv) or "")
+        public = Comparison(Bindings(), lambda: NOW, public_keys={"k"})
+        self.assertIsNone(self.compare(wanted, other, public, with_iv))
+        chose = body.format(iv='<IVCounterNonce type="ByteString" value="ff"/>')
+        without_iv = self.crypto_request("Encrypt", "")
+        self.assertIsNone(
+            self.compare(
+                response(chose, operation="Encrypt"),
+                response(chose.replace("2a2a2a2a", "01020304").replace('"ff"', '"ee"'), "Encrypt"),
+                request=without_iv,
+            )
+        )
+        self.assertIsNotNone(
+            self.compare(
+                response(chose, operation="Encrypt"),
+                response(chose.replace("2a2a2a2a", "01020304"), "Encrypt"),
+                request=with_iv,
+            )
+        )
+        rng = response(
+            '<ResponsePayload><Data type="ByteString" value="2a2a"/></ResponsePayload>',
+            "RNGRetrieve",
+        )
+        self.assertIsNone(
+            self.compare(
+                rng, rng.replace("2a2a", "0102"), request=self.crypto_request("RNGRetrieve", "")
+            )
+        )
+
+    def test_public_keys_are_noted_from_register(self) -> None:
+        """A public key the case registered makes its later Encrypt outputs random."""
+        comparison = Comparison(Bindings(), lambda: NOW)
+        registered = response(
+            '<ResponsePayload><UniqueIdentifier type="TextString" value="pk"/></ResponsePayload>',
+            "Register",
+        )
+        comparison.compare_response(
+            expected(registered),
+            actual(registered),
+            self.crypto_request("Register", '<ObjectType type="Enumeration" value="PublicKey"/>'),
+        )
+        self.assertEqual(comparison.public_keys, {"pk"})
+
+    def crypto_request(self, operation: str, payload: str) -> Item:
+        return loads(
+            "<RequestMessage><RequestHeader><ProtocolVersion>"
+            '<ProtocolVersionMajor type="Integer" value="1"/>'
+            '<ProtocolVersionMinor type="Integer" value="4"/></ProtocolVersion>'
+            '<BatchCount type="Integer" value="1"/></RequestHeader>'
+            f'<BatchItem><Operation type="Enumeration" value="{operation}"/>'
+            f'<RequestPayload><UniqueIdentifier type="TextString" value="k"/>{payload}'
+            "</RequestPayload></BatchItem></RequestMessage>"
+        )
+
     def test_query_lists_may_say_more(self) -> None:
         """Query may list more operations than the case, never fewer; Vendor
         Identification is the server's own."""

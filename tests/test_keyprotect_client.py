@@ -74,6 +74,14 @@ class TokenTests(SynchronousTestCase):
         # The first injected 401 hit the token request itself, which is retried no more.
         self.assertIn(error.kind, (kp.UNAUTHORIZED, kp.IAM_REJECTED))
 
+    def test_iam_retried(self) -> None:
+        """IAM answering 503 or 429 is retried like Key Protect; the call then succeeds."""
+        harness = Harness()
+        harness.emulator.inject(503)
+        harness.emulator.inject(429)
+        harness.result(harness.client.key_metadata(harness.root_key))
+        self.assertEqual(harness.emulator.calls["token"], 3)
+
     def test_bad_api_key(self) -> None:
         """An API key IAM does not know: IAM's 400 BXNIM0415E, named with where the key
         came from; the key itself is never in the message."""

@@ -4,6 +4,7 @@ real ``twistd kmip-keyprotect-emulator``, over HTTP on loopback, with PyKMIP cli
 One emulator and one server run for the whole class.  Each test binds its own tenant
 to its own root key with the ``kmiptwist`` command, as an operator would, and manages
 the root key in the emulator as an IBM Cloud user would (rotate, disable, delete).
+The last tests run the server's Key Protect client over real HTTPS to the emulator.
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ from kmip.core import enums as pykmip_enums
 from kmip.core.enums import KMIPVersion
 from kmip.pie.client import ProxyKmipClient
 from kmip.pie.exceptions import KmipOperationFailure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from kmiptwist import pki
+from kmiptwist.interfaces import Tenant
+from kmiptwist.keyprotect.binding import KeyProtectSettings
+from kmiptwist.keyprotect.root_keys import TenantRootKeys
 from kmiptwist.keyprotect.wrapper import WrappedForm
 from kmiptwist.testing.keyprotect.process import RunningEmulator
+from kmiptwist.testing.memory_store import MemoryStore
 from kmiptwist.testing.server import RunningServer
+from kmiptwist.wrapping import aad_for
+from kmiptwist.wrapping.errors import WrappingError
 from tests.test_end_to_end import kmiptwist_cli
 
 INSTANCE = "5e1b2c3d-4e5f-4061-8273-8495a6b7c8d9"
@@ -157,6 +165,26 @@ class KeyProtectEndToEndTests(SynchronousTestCase):
         assert form is not None
         self.assertEqual((form.root_key_id, version), (root_key, root_key))
         self.assertGreaterEqual(self.emulator.control()["calls"].get("wrap", 0), 1)
+        # The audit record of the Create names the Key Protect call's correlation id.
+        record = self.audit_record("kmip.create", uid)
+        self.assertEqual(len(str(record.get("correlation_id"))), 36)
+
+    def audit_record(self, operation: str, uid: str) -> dict[str, Any]:
+        """The audit record of ``operation`` on ``uid`` (written within moments)."""
+        import json
+
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(self.server.path("audit.log"), encoding="utf-8") as log:
+                for line in log:
+                    record: dict[str, Any] = json.loads(line)
+                    if (
+                        record.get("operation") == operation
+                        and record.get("unique_identifier") == uid
+                    ):
+                        return record
+            time.sleep(0.05)
+        raise AssertionError(f"no audit record of {operation} on {uid}")
 
     def test_rotation(self) -> None:
         """After a rotation old keys stay readable; the Get stores the rewrapped form and
@@ -249,3 +277,78 @@ class KeyProtectEndToEndTests(SynchronousTestCase):
             self.assertNotIn(bytes(key), stored)
         self.assertNotIn(API_KEY.encode(), stored)
         self.assertNotIn(API_KEY, self.server.log())
+
+
+class TLSTests(TestCase):
+    """The server's Key Protect client over real HTTPS: verification is always on."""
+
+    emulator: RunningEmulator
+    workdir: str
+
+    @classmethod
+    def _shared(cls) -> None:
+        if getattr(cls, "emulator", None) is not None:
+            return
+        cls.workdir = tempfile.mkdtemp(prefix="kp-tls-", dir=os.getcwd())
+        ca, ca_key = pki.create_ca("emulator test CA", key_kind="ec")
+        certificate, key = pki.issue_server_certificate(
+            ca, ca_key, ["localhost"], ["127.0.0.1"], "keyprotect emulator", key_kind="ec"
+        )
+        paths = [
+            os.path.join(cls.workdir, name) for name in ("server.pem", "server-key.pem", "ca.pem")
+        ]
+        pki.write_public(paths[0], pki.certificate_pem(certificate))
+        pki.write_private_key(paths[1], key)
+        pki.write_public(paths[2], pki.certificate_pem(ca))
+        other, _ = pki.create_ca("some other CA", key_kind="ec")
+        cls.other_ca = os.path.join(cls.workdir, "other-ca.pem")
+        pki.write_public(cls.other_ca, pki.certificate_pem(other))
+        cls.emulator = RunningEmulator.start(
+            os.path.join(cls.workdir, "emulator"),
+            api_key=API_KEY,
+            tls=(paths[0], paths[1], paths[2]),
+        )
+        atexit.register(cls.emulator.stop)
+
+    def setUp(self) -> None:
+        self._shared()
+        os.environ["KMIPTWIST_E2E_KP_API_KEY"] = API_KEY
+        self.root_key = self.emulator.create_root_key(INSTANCE, "tls-crk")
+
+    async def _wrap_with(self, ca_bundle: str) -> bytes:
+        from twisted.internet import reactor
+
+        store = MemoryStore()
+        binding = {
+            "instance_id": INSTANCE,
+            "api_key_env": "KMIPTWIST_E2E_KP_API_KEY",
+            "ca_bundle": ca_bundle,
+        }
+        store.add_tenant(Tenant("tls", "keyprotect", self.root_key, 0, binding))
+        settings = KeyProtectSettings(
+            endpoint=self.emulator.url,
+            token_url=self.emulator.token_url,
+            timeout=2,
+            deadline=4,
+            max_retries=1,
+        )
+        root_keys = TenantRootKeys(store, None, settings, reactor)
+        try:
+            wrapper = await root_keys.for_tenant("tls")
+            wrapped: bytes = await wrapper.wrap(b"material", aad_for("tls", "uid"))
+            return wrapped
+        finally:
+            await root_keys.stopService()
+
+    async def test_verified(self) -> None:
+        """With the CA bundle that signed Key Protect's certificate, wrap works."""
+        wrapped = await self._wrap_with(self.emulator.ca_bundle or "")
+        self.assertIn(b"keyprotect-v1", wrapped)
+
+    async def test_unverified_refused(self) -> None:
+        """A certificate the CA bundle does not vouch for is refused: no call is made."""
+        before = self.emulator.control()["calls"].get("token", 0)
+        with self.assertRaises(WrappingError) as caught:
+            await self._wrap_with(self.other_ca)
+        self.assertIn("certificate verify failed", str(caught.exception))
+        self.assertEqual(self.emulator.control()["calls"].get("token", 0), before)

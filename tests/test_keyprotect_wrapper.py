@@ -239,6 +239,30 @@ class BindingTests(SynchronousTestCase):
         self.assertEqual(check_url("http://127.0.0.1:8/", "x"), "http://127.0.0.1:8")
         self.assertEqual(check_url("http://[::1]:8", "x"), "http://[::1]:8")
 
+    def test_configuration(self) -> None:
+        """[keyprotect] and [cache] settings are read; an API key itself is refused,
+        and plain HTTP to a remote host stops the server at start."""
+        from kmiptwist.config import ConfigurationError, load_configuration, parse_configuration
+        from kmiptwist.keyprotect.binding import settings_from
+
+        values = parse_configuration(
+            "[keyprotect]\napi_key = env:KP\ntimeout = 2\nmax_in_flight = 16\n"
+            "[cache]\nverify_on_get = yes\nverify_interval = 0\n"
+        )
+        settings = settings_from(load_configuration(None).replace(**values))
+        self.assertEqual(
+            (settings.api_key, settings.timeout, settings.max_in_flight, settings.verify_on_get),
+            ("env:KP", 2.0, 16, True),
+        )
+        self.assertRaises(
+            ConfigurationError, parse_configuration, "[keyprotect]\napi_key = abcdef\n"
+        )
+        self.assertRaises(
+            ConfigurationError, parse_configuration, "[cache]\nverify_on_get = maybe\n"
+        )
+        remote = load_configuration(None).replace(keyprotect_endpoint="http://kp.example.com")
+        self.assertRaises(ValueError, settings_from, remote)
+
 
 class KMIPCase(SynchronousTestCase):
     """A KMIP processor whose tenant "finance" is bound to the emulator's root key and
@@ -291,6 +315,7 @@ class KMIPCase(SynchronousTestCase):
             {"instance_id": INSTANCE, **fields},
         )
         self.store._tenants[tenant] = record
+        self.root_keys.forget(tenant)
 
     def one(self, operation: int, payload: list[ttlv.Item], tenant: str = "finance") -> BatchResult:
         peer = Peer("127.0.0.1", "ab" * 32, tenant)
@@ -422,6 +447,14 @@ class KMIPTests(KMIPCase):
         item = self.create("broken")
         self.assertEqual(item.reason, ResultReason.GENERAL_FAILURE)
         self.assertIn("must use https", item.message)
+
+    def test_binding_changes_seen(self) -> None:
+        """A binding changed by another process is used within the recheck interval."""
+        first = self.harness.result(self.root_keys.for_tenant("finance"))
+        self.store._tenants["finance"] = Tenant("finance")
+        self.assertIs(self.harness.result(self.root_keys.for_tenant("finance")), first)
+        self.clock.advance(self.root_keys.recheck_interval)
+        self.assertIs(self.harness.result(self.root_keys.for_tenant("finance")), self.local)
 
     def test_one_wrapper_per_binding(self) -> None:
         """The tenant's wrapper is kept while its binding stays; a new binding gets a new one."""

@@ -226,8 +226,8 @@ class QueryTests(SynchronousTestCase):
         self.assertIn(ObjectType.CERTIFICATE, [i.value for i in new.find_all(Tag.OBJECT_TYPE)])
         self.assertEqual(old.find(Tag.SERVER_INFORMATION).value, [])
         self.assertIsNotNone(new.find(Tag.SERVER_INFORMATION).find(Tag.SERVER_NAME))
-        self.assertEqual(len(new.find_all(Tag.PROFILE_INFORMATION)), 6)
-        self.assertEqual(len(old.find_all(Tag.PROFILE_INFORMATION)), 7)
+        self.assertEqual(len(new.find_all(Tag.PROFILE_INFORMATION)), 10)
+        self.assertEqual(len(old.find_all(Tag.PROFILE_INFORMATION)), 10)
 
     def test_maximum_response_size(self) -> None:
         """A response larger than the request's Maximum Response Size is refused with
@@ -393,7 +393,8 @@ class CertificateAndKeyTests(SynchronousTestCase):
         self.assertEqual(wrong.status, ResultStatus.OPERATION_FAILED)
 
     def test_private_key_in_its_format(self) -> None:
-        """A private key registered as PKCS#8 comes back as PKCS#8, not converted."""
+        """A private key registered as PKCS#8 comes back as PKCS#8 unless another format
+        is asked for; a public-key format is refused for it."""
         h = Harness(self)
         der = rsa.generate_private_key(65537, 1024).private_bytes(
             serialization.Encoding.DER,
@@ -421,7 +422,7 @@ class CertificateAndKeyTests(SynchronousTestCase):
         other = h.one(
             V21,
             Operation.GET,
-            uid_payload(identifier) + [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.PKCS_1)],
+            uid_payload(identifier) + [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.X_509)],
         )
         self.assertEqual(other.reason, ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED)
 

@@ -277,7 +277,9 @@ class _StoreContract:
         await store.add_object(_key("uid-1"))
         old = (await store.get_object("alpha", "uid-1")).wrapped_material
         self.assertFalse(await store.replace_wrapped_material("beta", "uid-1", old, b"new", "v2"))
-        self.assertFalse(await store.replace_wrapped_material("alpha", "uid-1", b"other", b"new", "v2"))
+        self.assertFalse(
+            await store.replace_wrapped_material("alpha", "uid-1", b"other", b"new", "v2")
+        )
         self.assertFalse(await store.replace_wrapped_material("alpha", "ghost", old, b"new", "v2"))
         reader = await store.get_object("alpha", "uid-1")
         self.assertTrue(await store.replace_wrapped_material("alpha", "uid-1", old, b"new", "v2"))
@@ -286,7 +288,9 @@ class _StoreContract:
         self.assertEqual(found.revision, reader.revision)
         reader.wrapped_material = None
         await store.update_object(reader)
-        self.assertFalse(await store.replace_wrapped_material("alpha", "uid-1", b"new", b"newer", "v3"))
+        self.assertFalse(
+            await store.replace_wrapped_material("alpha", "uid-1", b"new", b"newer", "v3")
+        )
         self.assertIsNone((await store.get_object("alpha", "uid-1")).wrapped_material)
 
     # -- Locate -----------------------------------------------------------------------

@@ -70,6 +70,19 @@ class MatchTests(SynchronousTestCase):
             (match.tenant, match.ca_fingerprint), ("alpha", pki.fingerprint(self.root))
         )
 
+    def test_remembered_verdict_ends(self) -> None:
+        """A verified chain is remembered only for the same trusted CAs and not past
+        the certificate's expiry."""
+        leaf, _ = signed_by(self.root, self.root_key, "vcenter", days=30)
+        anchors = [trusted(self.root, "alpha")]
+        self.assertIsNotNone(self.trust.match(leaf, [], anchors, NOW))
+        self.assertIsNotNone(
+            self.trust.match(leaf, [], anchors, NOW + datetime.timedelta(seconds=60))
+        )
+        other, _ = make_ca("another root")
+        self.assertIsNone(self.trust.match(leaf, [], [trusted(other, "beta")], NOW))
+        self.assertIsNone(self.trust.match(leaf, [], anchors, NOW + datetime.timedelta(days=31)))
+
     def test_through_intermediate_sent_by_client(self) -> None:
         """The intermediate the client sends completes the path to the root."""
         middle, middle_key = intermediate(self.root, self.root_key, "VMCA intermediate")

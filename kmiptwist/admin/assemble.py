@@ -86,9 +86,7 @@ def _admin_tls(configuration: Configuration, directory: DataDirectory) -> AdminT
             key = pki.load_private_key(key_file.read())
     else:
         chain, key = _credentials_files(configuration, directory)[0]()
-    with open(configuration.admin_client_ca, "rb") as ca_file:
-        client_cas = pki.load_certificates(ca_file.read())
-    return AdminTLSOptions(chain[0], key, client_cas, chain[1:])
+    return AdminTLSOptions(chain[0], key, configuration.admin_client_ca, chain[1:])
 
 
 def make_admin(

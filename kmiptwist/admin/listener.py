@@ -85,12 +85,13 @@ class AdminTLSOptions:
         self,
         certificate: x509.Certificate,
         private_key: pki.PrivateKey,
-        client_cas: Sequence[x509.Certificate],
+        client_ca_file: str,
         extra_chain: Sequence[x509.Certificate] = (),
     ) -> None:
-        """Serve ``certificate``; accept clients whose certificates ``client_cas`` issued."""
-        if not client_cas:
-            raise ValueError("the admin client CA file holds no certificate")
+        """Serve ``certificate``; accept clients whose certificates a CA of the PEM file
+        ``client_ca_file`` issued (PKIError when it holds none)."""
+        with open(client_ca_file, "rb") as ca_file:
+            pki.load_certificates(ca_file.read())
         context = SSL.Context(SSL.TLS_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
@@ -100,10 +101,7 @@ class AdminTLSOptions:
             context.add_extra_chain_cert(chain_certificate)
         context.check_privatekey()
         context.set_cipher_list(":".join(TLS12_CIPHERS).encode("ascii"))
-        store = context.get_cert_store()
-        assert store is not None
-        for ca_certificate in client_cas:
-            store.add_cert(ca_certificate)  # type: ignore[arg-type]
+        context.load_verify_locations(client_ca_file.encode())
         # OpenSSL verifies the chain; no client certificate, no handshake.
         context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
         context.set_session_id(b"kmiptwist-admin")

@@ -70,8 +70,12 @@ def _root_key(context: AdminContext, body: dict[str, Any]) -> tuple[str, str, di
                 "the local root key takes no settings besides 'id': " + ", ".join(sorted(binding)),
             )
         root_key_id = root_key.get("id", "default")
-        if not isinstance(root_key_id, str) or not root_key_id.strip():
-            raise bad_request("INVALID_FIELD", "root_key 'id' must be a non-empty string")
+        if root_key_id != "default":
+            raise bad_request(
+                "INVALID_FIELD",
+                f"there is no local root key {root_key_id!r}; this server has only the local "
+                "root key 'default'",
+            )
         return kind, root_key_id, {}
     root_key_id = root_key.get("id")
     if not isinstance(root_key_id, str) or not root_key_id.strip():
@@ -138,7 +142,7 @@ def routes(router: Router, context: AdminContext) -> None:
             raise not_found("TENANT_NOT_FOUND", f"tenant {name!r} does not exist") from None
         except TenantHasObjects as error:
             raise AdminError(
-                409, "TENANT_HAS_OBJECTS", f"{error}; add ?force=true to destroy them"
+                409, "TENANT_HAS_OBJECTS", f"{error} (force=true; kmiptwist tenant delete --force)"
             ) from None
         disconnected = context.connections.disconnect_tenant(name)
         cache: Any = context.engine.cache

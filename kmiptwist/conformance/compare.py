@@ -17,7 +17,12 @@ specification leaves to the server, or that changes from run to run):
 4. **Random values.** The Key Material and Digest Value of an object the server
    generated during the case (Create, Create Key Pair, Re-key, Derive Key) are the
    server's random choice: they must have the same shape (tags, types, lengths)
-   but not the same bytes.
+   but not the same bytes.  So are the outputs (Data, MAC Data, Signature Data,
+   Authenticated Encryption Tag) of a cryptographic operation that uses such a key
+   (the cases were recorded with a server whose RNG gave other keys); the IV/Counter/
+   Nonce an Encrypt chose itself because the request had none (Random IV), and the
+   Data and tag made with it; the ciphertext of an Encrypt with a public key (RSA
+   OAEP and PKCS#1 v1.5 pad with random bytes); and the Data of RNG Retrieve.
 5. **Attributes that always have a value.** Listing every attribute of an object
    (Get Attributes naming none, Get Attribute List), the server may include ones the
    specification says always have a value that the case leaves out (TL-M-3-14 lists
@@ -51,7 +56,7 @@ from attrs import define, field, frozen
 
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.attributes import ATTRIBUTES_BY_NAME, ATTRIBUTES_BY_TAG
-from kmiptwist.vocabulary.enums import Operation, enum_xml_name
+from kmiptwist.vocabulary.enums import ObjectType, Operation, enum_xml_name
 from kmiptwist.vocabulary.tags import TAG_XML_NAME, Tag
 from kmiptwist.xml_encoding import item_to_element, normalise_attribute_name
 
@@ -76,6 +81,18 @@ _SERVER_OWN_IN_QUERY = frozenset({Tag.VENDOR_IDENTIFICATION, Tag.SERVER_INFORMAT
 _SUPERSET_IN_QUERY = frozenset({Tag.OPERATION, Tag.OBJECT_TYPE, Tag.PROFILE_INFORMATION})
 #: What is random in an object the server generated.
 _RANDOM_SUBTREES = frozenset({Tag.KEY_MATERIAL, Tag.DIGEST_VALUE})
+#: The outputs of a cryptographic operation, random when its key or IV was.
+_RANDOM_OUTPUTS = frozenset(
+    {
+        Tag.DATA,
+        Tag.MAC_DATA,
+        Tag.SIGNATURE_DATA,
+        Tag.AUTHENTICATED_ENCRYPTION_TAG,
+        Tag.IV_COUNTER_NONCE,
+    }
+)
+#: Operations whose outputs depend on their key.
+_KEYED_OPERATIONS = frozenset({"Encrypt", "Decrypt", "Sign", "MAC"})
 #: Operations whose response names objects with server-generated material.
 GENERATING_OPERATIONS = frozenset({"Create", "CreateKeyPair", "ReKey", "ReKeyKeyPair", "DeriveKey"})
 _GENERATED_ID_TAGS = (
@@ -208,6 +225,8 @@ class Comparison:
     now: Callable[[], float]
     time_tolerance: int = DEFAULT_TIME_TOLERANCE
     generated: set[str] = field(factory=set)
+    #: Public keys the case registered or created (their encryptions are random).
+    public_keys: set[str] = field(factory=set)
     _request_items: list[Item] = field(factory=list)
 
     # -- entry point ---------------------------------------------------------
@@ -224,6 +243,7 @@ class Comparison:
         if request is not None:
             expected = _answering_version(expected, request)
             self._request_items = request.find_all(Tag.BATCH_ITEM)
+            self._note_public_keys(self._request_items, actual)
         self._note_generated(actual)
         self.bindings.observe(actual)
         return self._item(expected, actual, _name(expected.tag), _Scope())
@@ -242,14 +262,17 @@ class Comparison:
             return _Scope(
                 operation=operation,
                 listing_all=operation in ("GetAttributes", "GetAttributeList") and names_none,
+                request_payload=request,
             )
         if tag == Tag.RESPONSE_PAYLOAD:
             identifier = actual.get(Tag.UNIQUE_IDENTIFIER)
+            generated = isinstance(identifier, str) and identifier in self.generated
             return _Scope(
                 operation=scope.operation,
-                random=isinstance(identifier, str) and identifier in self.generated,
+                random=generated,
                 query_payload=scope.operation == "Query",
                 listing_all=scope.listing_all,
+                random_output=self._random_output(scope, actual, generated),
             )
         if scope.random and tag in _RANDOM_SUBTREES:
             return _Scope(scope.operation, True, True)
@@ -257,6 +280,40 @@ class Comparison:
             name = expected.get(Tag.ATTRIBUTE_NAME)
             return attrs.evolve(scope, attribute_name=name if isinstance(name, str) else None)
         return scope
+
+    def _random_output(self, scope: _Scope, actual: Item, generated: bool) -> bool:
+        """Whether the outputs in this response payload are the server's random choice."""
+        operation = scope.operation
+        if operation == "RNGRetrieve":
+            return True
+        if operation in _KEYED_OPERATIONS and generated:
+            return True
+        if operation != "Encrypt":
+            return False
+        identifier = actual.get(Tag.UNIQUE_IDENTIFIER)
+        if isinstance(identifier, str) and identifier in self.public_keys:
+            return True
+        request = scope.request_payload
+        chose_iv = request is not None and request.find(Tag.IV_COUNTER_NONCE) is None
+        return chose_iv and actual.find(Tag.IV_COUNTER_NONCE) is not None
+
+    def _note_public_keys(self, requests: list[Item], actual: Item) -> None:
+        """Remember the public keys a Register or Create Key Pair of this case made."""
+        if actual.type != ItemType.STRUCTURE:
+            return
+        for request, response in zip(requests, actual.find_all(Tag.BATCH_ITEM), strict=False):
+            payload = response.find(Tag.RESPONSE_PAYLOAD)
+            asked = request.find(Tag.REQUEST_PAYLOAD)
+            if payload is None or asked is None:
+                continue
+            operation = _operation_name(response.get(Tag.OPERATION))
+            found = None
+            if operation == "Register" and asked.get(Tag.OBJECT_TYPE) == ObjectType.PUBLIC_KEY:
+                found = payload.get(Tag.UNIQUE_IDENTIFIER)
+            elif operation == "CreateKeyPair":
+                found = payload.get(Tag.PUBLIC_KEY_UNIQUE_IDENTIFIER)
+            if isinstance(found, str):
+                self.public_keys.add(found)
 
     def _note_generated(self, actual: Item) -> None:
         """Remember the objects a generating operation made (their material is random)."""
@@ -296,6 +353,8 @@ class Comparison:
         if isinstance(expected.value, Placeholder):
             return self._placeholder(expected, actual, path)
         if scope.random and expected.tag in _RANDOM_SUBTREES or scope.random_leaf:
+            return self._same_shape(expected, actual, path)
+        if scope.random_output and expected.tag in _RANDOM_OUTPUTS:
             return self._same_shape(expected, actual, path)
         if expected.tag == Tag.ATTRIBUTE_NAME and isinstance(expected.value, str):
             if normalise_attribute_name(expected.value) == normalise_attribute_name(
@@ -423,7 +482,11 @@ class Comparison:
             first_difference: Difference | None = None
             for candidate in remaining:
                 trial = Comparison(
-                    self.bindings.copy(), self.now, self.time_tolerance, self.generated
+                    self.bindings.copy(),
+                    self.now,
+                    self.time_tolerance,
+                    self.generated,
+                    self.public_keys,
                 )
                 difference = trial._item(expected, candidate, child_path, scope)
                 if difference is None:
@@ -481,6 +544,9 @@ class _Scope:
     query_payload: bool = False
     listing_all: bool = False
     attribute_name: str | None = None
+    #: The outputs of a cryptographic operation are random (see the module docstring).
+    random_output: bool = False
+    request_payload: Item | None = None
 
 
 def _never(item: Item) -> bool:

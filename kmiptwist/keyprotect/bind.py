@@ -67,6 +67,7 @@ async def bind_tenant(
                 f"another root key they could not be read"
             )
     await store.set_root_key(tenant, KEYPROTECT, binding.root_key_id, binding.stored())
+    root_keys.forget(tenant)
     version = metadata.get("keyVersion")
     return {
         "tenant": tenant,

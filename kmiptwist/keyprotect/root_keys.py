@@ -26,43 +26,15 @@ from kmiptwist.keyprotect.binding import (
     make_binding,
 )
 from kmiptwist.keyprotect.client import KeyProtectClient
+from kmiptwist.keyprotect.http import https_client
 from kmiptwist.keyprotect.iam import IAMTokenManager
 from kmiptwist.keyprotect.transport import HTTPTransport
 from kmiptwist.keyprotect.wrapper import KeyProtectWrapper
 from kmiptwist.wrapping.errors import SERVICE, WrappingError
 
-__all__ = ["TenantRootKeys", "https_client"]
+__all__ = ["TenantRootKeys"]
 
 _log = Logger()
-
-
-def _trust_root(ca_bundle: str) -> Any:
-    """The twisted trust root of every certificate in the PEM file ``ca_bundle``."""
-    from twisted.internet.ssl import Certificate, trustRootFromCertificates
-
-    from kmiptwist import pki
-
-    with open(ca_bundle, "rb") as handle:
-        certificates = pki.load_certificates(handle.read())
-    return trustRootFromCertificates(
-        [Certificate.loadPEM(pki.certificate_pem(certificate)) for certificate in certificates]
-    )
-
-
-def https_client(
-    reactor: Any, ca_bundle: str | None, max_connections: int, connect_timeout: float
-) -> tuple[Any, Any]:
-    """A treq client with its own persistent connection pool, verifying TLS against
-    ``ca_bundle`` (None: the system's CAs); returns (client, pool)."""
-    from treq.client import HTTPClient
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = max_connections
-    pool.retryAutomatically = False
-    policy = BrowserLikePolicyForHTTPS(None if ca_bundle is None else _trust_root(ca_bundle))
-    agent = Agent(reactor, contextFactory=policy, pool=pool, connectTimeout=connect_timeout)
-    return HTTPClient(agent), pool
 
 
 class TenantRootKeys(Service):
@@ -71,8 +43,8 @@ class TenantRootKeys(Service):
     ``tenancy`` gives tenant records; ``local`` wraps for tenants of kind "local";
     ``cache`` (the material cache) forgets a tenant's material when Key Protect says
     its root key is disabled or deleted.  ``http_for(ca_bundle)`` makes the HTTP
-    client of a CA bundle (tests pass a ``StubTreq``); by default a treq client with
-    a persistent pool on ``reactor``.
+    client of a CA bundle (tests pass a ``StubTreq``); by default a
+    :class:`~kmiptwist.keyprotect.http11.LeanHTTP` with persistent connections.
     """
 
     def __init__(
@@ -83,8 +55,10 @@ class TenantRootKeys(Service):
         reactor: IReactorTime,
         cache: Any = None,
         http_for: Callable[[str | None], Any] | None = None,
+        recheck_interval: float = 1.0,
     ) -> None:
         self.tenancy = tenancy
+        self.recheck_interval = recheck_interval
         self.local = local
         self.settings = settings
         self.reactor = reactor
@@ -95,10 +69,35 @@ class TenantRootKeys(Service):
         self._pools: list[Any] = []
         self._tokens: dict[tuple[str, str, str | None], IAMTokenManager] = {}
         self._clients: dict[tuple[Any, ...], KeyProtectClient] = {}
-        self._wrappers: dict[str, tuple[KeyProtectBinding, KeyProtectWrapper]] = {}
+        # Per tenant: the binding as stored, and the wrapper made of it.
+        self._wrappers: dict[str, tuple[tuple[Any, ...], KeyProtectWrapper]] = {}
+        # Per tenant: the wrapper found, and until when it stands without a new look.
+        self._found: dict[str, tuple[IKeyWrapper, float]] = {}
+
+    def forget(self, tenant: str) -> None:
+        """Look the tenant's record up again at its next request (it was just changed)."""
+        self._found.pop(tenant, None)
 
     async def for_tenant(self, tenant: str) -> IKeyWrapper:
-        """The wrapper of ``tenant``'s root key; WrappingError when it cannot be used."""
+        """The wrapper of ``tenant``'s root key; WrappingError when it cannot be used.
+
+        The tenant's record is read again at most every ``recheck_interval`` seconds
+        (a read per request costs more than the rest of a local Create's bookkeeping);
+        the admin API's changes take effect at once through :meth:`forget`, other
+        processes' within the interval.
+        """
+        now = self.reactor.seconds()
+        found = self._found.get(tenant)
+        if found is not None and now < found[1]:
+            return found[0]
+        wrapper = await self._look_up(tenant)
+        if len(self._found) >= 10_000:
+            self._found.clear()
+        self._found[tenant] = (wrapper, now + self.recheck_interval)
+        return wrapper
+
+    async def _look_up(self, tenant: str) -> IKeyWrapper:
+        """The wrapper of the tenant's current record."""
         record = await self.tenancy.get_tenant(tenant)
         if record is None:
             raise WrappingError(f"tenant {tenant!r} does not exist", permanent=True, kind=SERVICE)
@@ -116,19 +115,19 @@ class TenantRootKeys(Service):
             raise WrappingError(
                 f"tenant {tenant!r} has a root key of unknown kind {kind!r}", True, SERVICE
             )
+        stored = _mapping(record.root_key_binding)
+        as_read = (record.root_key_id, tuple(sorted((k, str(v)) for k, v in stored.items())))
+        known = self._wrappers.get(tenant)
+        if known is not None and known[0] == as_read:
+            return known[1]
         try:
-            binding = make_binding(
-                record.root_key_id, _mapping(record.root_key_binding), self.settings
-            )
+            binding = make_binding(record.root_key_id, stored, self.settings)
         except ValueError as error:
             raise WrappingError(
                 f"tenant {tenant!r} has a Key Protect binding that cannot be used: {error}",
                 permanent=True,
                 kind=SERVICE,
             ) from None
-        known = self._wrappers.get(tenant)
-        if known is not None and known[0] == binding:
-            return known[1]
         try:
             wrapper = self._wrapper(tenant, binding)
         except (OSError, ValueError) as error:
@@ -137,7 +136,7 @@ class TenantRootKeys(Service):
                 permanent=True,
                 kind=SERVICE,
             ) from None
-        self._wrappers[tenant] = (binding, wrapper)
+        self._wrappers[tenant] = (as_read, wrapper)
         return wrapper
 
     def wrapper_for(self, tenant: str, binding: KeyProtectBinding) -> KeyProtectWrapper:
@@ -151,10 +150,10 @@ class TenantRootKeys(Service):
             if self._http_for is not None:
                 http = self._http_for(binding.ca_bundle)
             else:
-                http, pool = https_client(
+                http = https_client(
                     self.reactor, binding.ca_bundle, settings.max_in_flight, settings.timeout
                 )
-                self._pools.append(pool)
+                self._pools.append(http)
             self._http[binding.ca_bundle] = http
         token_key = (binding.token_url, binding.api_key.reference, binding.ca_bundle)
         tokens = self._tokens.get(token_key)
@@ -199,10 +198,10 @@ class TenantRootKeys(Service):
             self.cache.invalidate_tenant(tenant)
 
     def stopService(self) -> Deferred[Any]:  # noqa: N802
-        """Close the pooled HTTPS connections."""
+        """Close the persistent HTTPS connections."""
         Service.stopService(self)
         pools, self._pools = self._pools, []
-        return DeferredList([pool.closeCachedConnections() for pool in pools])
+        return DeferredList([pool.close() for pool in pools])
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -4,8 +4,9 @@ Every attempt has a timeout; failed attempts that may succeed later (no answer, 
 5xx except 501) are retried with exponential backoff and jitter, honouring
 ``Retry-After``, at most ``max_retries`` times and never past the call's
 ``deadline``; at most ``max_in_flight`` attempts are on the wire at once (waiting for
-a slot counts against the deadline).  It speaks to anything with treq's
-``request(method, url, ...)``: a ``treq.client.HTTPClient`` or a
+a slot counts against the deadline).  It speaks to a
+:class:`~kmiptwist.keyprotect.http11.LeanHTTP` (``exchange``) or to anything with
+treq's ``request(method, url, ...)``: a ``treq.client.HTTPClient`` or a
 ``treq.testing.StubTreq``.
 """
 
@@ -153,7 +154,7 @@ class HTTPTransport:
             wait: float | None = None
             try:
                 answer = await self._attempt(
-                    method, url, headers, body, min(policy.timeout, remaining)
+                    method, url, headers, body, min(policy.timeout, remaining), idempotent
                 )
             except _NoAnswer as error:
                 if retry >= policy.max_retries or (error.sent and not idempotent):
@@ -203,10 +204,13 @@ class HTTPTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         timeout: float,
+        idempotent: bool = True,
     ) -> HTTPAnswer:
         """One attempt within ``timeout`` seconds, the wait for a slot included."""
         deadline = self.clock.seconds() + timeout
-        if self.semaphore is not None:
+        if self.semaphore is not None and self.semaphore.tokens:
+            self.semaphore.tokens -= 1  # a free slot: taken at once, no timer needed
+        elif self.semaphore is not None:
             acquiring = self.semaphore.acquire()
             acquiring.addTimeout(timeout, self.clock)
             try:
@@ -221,7 +225,9 @@ class HTTPTransport:
             left = deadline - self.clock.seconds()
             if left <= 0:
                 raise _NoAnswer(f"no free slot for a call within {timeout:.3g} s", sent=False)
-            exchange = Deferred.fromCoroutine(self._exchange(method, url, headers, body))
+            exchange = Deferred.fromCoroutine(
+                self._exchange(method, url, headers, body, idempotent)
+            )
             timed_out = False
 
             def expire() -> None:
@@ -248,8 +254,17 @@ class HTTPTransport:
                 self.semaphore.release()
 
     async def _exchange(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        idempotent: bool = True,
     ) -> HTTPAnswer:
+        exchange = getattr(self.http, "exchange", None)
+        if exchange is not None:
+            answer: HTTPAnswer = await exchange(method, url, headers, body, idempotent)
+            return answer
         response = await self.http.request(
             method, url, headers=dict(headers), data=body, allow_redirects=False
         )

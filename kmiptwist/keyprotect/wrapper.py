@@ -71,6 +71,19 @@ class WrappedForm:
         }
         return json.dumps(document, separators=(",", ":")).encode("ascii")
 
+    @staticmethod
+    def version_of(wrapped: bytes) -> str | None:
+        """The key version of a stored form (without decoding all of it when it is as
+        :meth:`encode` writes it), or None."""
+        marker = b'"keyVersion":"'
+        start = wrapped.find(marker)
+        if wrapped.startswith(b'{"format":"keyprotect-v1",') and start > 0:
+            end = wrapped.find(b'"', start + len(marker))
+            if end > 0:
+                return wrapped[start + len(marker) : end].decode("ascii", "replace") or None
+        form = WrappedForm.decode(wrapped)
+        return None if form is None else form.key_version or None
+
     @classmethod
     def decode(cls, wrapped: bytes) -> WrappedForm | None:
         """The form stored in ``wrapped``, or None when it is not one."""
@@ -192,8 +205,7 @@ class KeyProtectWrapper:
 
     def key_version(self, wrapped: bytes) -> str | None:
         """The root key version recorded in a stored form."""
-        form = WrappedForm.decode(bytes(wrapped))
-        return None if form is None else form.key_version or None
+        return WrappedForm.version_of(bytes(wrapped))
 
     def rewrap(self, wrapped: bytes, aad: bytes) -> Deferred[bytes]:
         """The stored form wrapped again by the latest version (the material stays in KP)."""

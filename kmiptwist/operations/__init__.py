@@ -8,9 +8,14 @@ from kmiptwist.operations import (
     attributes,
     diagnostics,
     discovery,
+    encryption,
+    keypairs,
     lifecycle,
     locate,
+    macs,
     retrieval,
+    rng,
+    signing,
     usage,
 )
 from kmiptwist.operations.base import OperationHandler, RequestContext
@@ -33,7 +38,20 @@ def operations_for(version: ProtocolVersion, engine: Engine | None = None) -> li
     ]
 
 
-for _module in (discovery, lifecycle, retrieval, attributes, locate, usage, diagnostics):
+for _module in (
+    discovery,
+    lifecycle,
+    keypairs,
+    encryption,
+    signing,
+    macs,
+    rng,
+    retrieval,
+    attributes,
+    locate,
+    usage,
+    diagnostics,
+):
     for _handler in _module.HANDLERS:
         OPERATIONS[_handler.operation] = _handler
 _query = discovery.make_query(operations_for)

@@ -196,8 +196,7 @@ class RequestContext:
         if obj.wrapped_material == old:
             obj.wrapped_material, obj.root_key_version = new, version
         _log.info(
-            "Stored the material of {uid} ({tenant}) rewrapped by root key version {version}"
-            "{note}",
+            "Stored the material of {uid} ({tenant}) rewrapped by root key version {version}{note}",
             uid=obj.unique_identifier,
             tenant=self.tenant,
             version=version,

@@ -42,7 +42,8 @@ OBJECT_TYPES = (
 
 #: The KMIP server profiles whose OASIS test cases this server passes, as Profile
 #: Name enumeration names; a 1.x client is told the ones of its own version
-#: ("..._KMIP_V1_4").  Kept in step with kmiptwist.conformance.profiles.
+#: ("..._KMIP_V1_4"; KMIP 1.x names no AES XTS profile).  Kept in step with
+#: kmiptwist.conformance.profiles.
 SERVER_PROFILES_2X = (
     "BASELINE_SERVER",
     "SYMMETRIC_KEY_LIFECYCLE_SERVER",
@@ -50,6 +51,10 @@ SERVER_PROFILES_2X = (
     "STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER",
     "TAPE_LIBRARY_SERVER",
     "OPAQUE_MANAGED_OBJECT_STORE_SERVER",
+    "ASYMMETRIC_KEY_LIFECYCLE_SERVER",
+    "BASIC_CRYPTOGRAPHIC_SERVER",
+    "ADVANCED_CRYPTOGRAPHIC_SERVER",
+    "AES_XTS_SERVER",
 )
 SERVER_PROFILES_1X = (
     "BASELINE_SERVER_BASIC",
@@ -59,6 +64,9 @@ SERVER_PROFILES_1X = (
     "STORAGE_ARRAY_WITH_SELF_ENCRYPTING_DRIVE_SERVER",
     "TAPE_LIBRARY_SERVER",
     "OPAQUE_MANAGED_OBJECT_STORE_SERVER",
+    "ASYMMETRIC_KEY_LIFECYCLE_SERVER",
+    "BASIC_CRYPTOGRAPHIC_SERVER",
+    "ADVANCED_CRYPTOGRAPHIC_SERVER",
 )
 
 

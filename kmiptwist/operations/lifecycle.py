@@ -27,7 +27,7 @@ from kmiptwist.vocabulary.enums import (
 )
 from kmiptwist.vocabulary.tags import Tag
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "new_object"]
 
 _COMPROMISE_REASONS = frozenset(
     {RevocationReasonCode.KEY_COMPROMISE, RevocationReasonCode.CA_COMPROMISE}
@@ -41,7 +41,7 @@ def _object_type(payload: Item) -> int:
     return found.value
 
 
-def _new_object(
+def new_object(
     context: RequestContext,
     object_type: int,
     client_attributes: list[tuple[str, Item]],
@@ -129,7 +129,7 @@ async def create(context: RequestContext, payload: Item) -> Payload:
     else:
         length = length_item.value
     material = generate_symmetric_key(algorithm, length)
-    obj = _new_object(context, object_type, attributes)
+    obj = new_object(context, object_type, attributes)
     value = ObjectValue(
         keyblocks.symmetric_key(material, algorithm, length),
         material,
@@ -178,7 +178,7 @@ async def register(context: RequestContext, payload: Item) -> Payload:
                 ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, value.cryptographic_length),
             )
         )
-    obj = _new_object(context, object_type, attributes, derived)
+    obj = new_object(context, object_type, attributes, derived)
     await _store_new(context, obj, value)
     return [uid_item(obj.unique_identifier)]
 

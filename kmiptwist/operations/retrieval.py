@@ -1,4 +1,5 @@
-"""Get: return an object's value, unwrapped, in the Key Format Type asked for."""
+"""Get: return an object's value in the Key Format Type asked for, in the clear (over
+TLS) or wrapped by another key when the request has a Key Wrapping Specification."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kmiptwist.operations.base import (
     reason_in,
     uid_item,
 )
+from kmiptwist.operations.keywrapping import wrap_for_get
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import Operation, ResultReason
 from kmiptwist.vocabulary.tags import Tag
@@ -24,17 +26,13 @@ async def get(context: RequestContext, payload: Item) -> Payload:
     unique_identifier = context.unique_identifier(payload)
     assert unique_identifier is not None
     requested_format = number(payload, Tag.KEY_FORMAT_TYPE, "Key Format Type", ItemType.ENUMERATION)
-    if payload.find(Tag.KEY_WRAPPING_SPECIFICATION) is not None:
-        raise KMIPError(
-            ResultReason.FEATURE_NOT_SUPPORTED,
-            "Get with a Key Wrapping Specification is not supported; keys are returned over TLS",
-        )
+    wrapping = payload.find(Tag.KEY_WRAPPING_SPECIFICATION)
     if payload.find(Tag.KEY_COMPRESSION_TYPE) is not None:
         raise KMIPError(
             ResultReason.KEY_COMPRESSION_TYPE_NOT_SUPPORTED, "key compression is not supported"
         )
     obj = await context.load(unique_identifier)
-    if obj.value("Sensitive") is True:
+    if obj.value("Sensitive") is True and wrapping is None:
         raise KMIPError(
             reason_in(context.version, "SENSITIVE", ResultReason.PERMISSION_DENIED),
             f"{unique_identifier} is Sensitive: its value is never returned in the clear",
@@ -49,6 +47,9 @@ async def get(context: RequestContext, payload: Item) -> Payload:
         # As the client registered it (a Transparent Symmetric Key comes back so).
         requested_format = obj.value("Key Format Type")
     value = keyblocks.for_get(stored, requested_format)
+    if wrapping is not None:
+        # A Sensitive key may leave the server wrapped, never in the clear.
+        value = await wrap_for_get(context, obj, value, wrapping)
     if obj.value("Fresh") is not False:
         # The first Get serves the value: the object is no longer Fresh.
         async with context.lock(unique_identifier):

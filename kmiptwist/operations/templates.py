@@ -18,7 +18,7 @@ from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import ObjectType, ResultReason, State
 from kmiptwist.vocabulary.tags import TAG_SPEC_NAME, Tag
 
-__all__ = ["request_attributes", "TEMPLATE_CONTAINERS"]
+__all__ = ["request_attributes", "merge_attributes", "TEMPLATE_CONTAINERS"]
 
 #: Where Create, Register and their kin carry the new object's attributes.
 TEMPLATE_CONTAINERS = (
@@ -29,6 +29,14 @@ TEMPLATE_CONTAINERS = (
 )
 
 _NOT_INHERITED = frozenset({"Name"}) | SERVER_ONLY
+
+#: The 1.x Template-Attribute structures, where a Name refers to a Template object.
+_TEMPLATE_ATTRIBUTES_1X = (
+    Tag.TEMPLATE_ATTRIBUTE,
+    Tag.COMMON_TEMPLATE_ATTRIBUTE,
+    Tag.PRIVATE_KEY_TEMPLATE_ATTRIBUTE,
+    Tag.PUBLIC_KEY_TEMPLATE_ATTRIBUTE,
+)
 
 
 async def _template(context: RequestContext, name: Item) -> list[tuple[str, Item]]:
@@ -72,6 +80,14 @@ def _merge(
     return [(name, value) for name, value in base if name not in replaced] + overrides
 
 
+def merge_attributes(
+    base: list[tuple[str, Item]], overrides: list[tuple[str, Item]]
+) -> list[tuple[str, Item]]:
+    """``base`` then ``overrides``: a single-valued attribute in ``overrides`` replaces
+    the base's, a multi-valued one adds to it (Create Key Pair's common attributes)."""
+    return _merge(base, overrides)
+
+
 async def request_attributes(
     context: RequestContext, payload: Item, containers: tuple[int, ...] = TEMPLATE_CONTAINERS
 ) -> list[tuple[str, Item]]:
@@ -87,10 +103,7 @@ async def request_attributes(
                 f"{TAG_SPEC_NAME.get(container_tag, container_tag)} must be a structure"
             )
         for child in container.value:
-            if child.tag == Tag.NAME and container_tag in (
-                Tag.TEMPLATE_ATTRIBUTE,
-                Tag.COMMON_TEMPLATE_ATTRIBUTE,
-            ):
+            if child.tag == Tag.NAME and container_tag in _TEMPLATE_ATTRIBUTES_1X:
                 if child.type != ItemType.STRUCTURE:
                     raise invalid_field("a template Name must be a Name structure")
                 from_templates = _merge(from_templates, await _template(context, child))

@@ -270,6 +270,7 @@ class SQLiteStore(Service):
         self.object_cache_size = object_cache_size
         """How many objects' decoded attributes are kept; 0 turns the cache off."""
         self._objects: OrderedDict[str, _CachedObject] = OrderedDict()
+        self._tenants: dict[str, tuple[int, Tenant | None]] = {}
         self.commit_count = 0
         self._reactor = reactor
         self._busy_timeout = busy_timeout
@@ -333,6 +334,9 @@ class SQLiteStore(Service):
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        # A new read connection numbers data_version afresh.
+        self._tenants.clear()
+        self._objects.clear()
         self._writer = None
         stopped, self._stopped = self._stopped, None
         if stopped is not None:
@@ -706,12 +710,30 @@ class SQLiteStore(Service):
         return Tenant(name, kind, root_key_id, created, json.loads(binding or "{}"))
 
     def _get_tenant(self, name: str) -> Tenant | None:
+        # Read on every request (the tenant's root key): the record is kept until
+        # anyone commits anything to the database (sqlite's data_version changes).
+        version = self._data_version()
+        cached = self._tenants.get(name)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         rows = self._read(
             "SELECT name, root_key_kind, root_key_id, created, root_key_binding FROM tenants"
             " WHERE name = ?",
             (name,),
         )
-        return self._tenant(rows[0]) if rows else None
+        tenant = self._tenant(rows[0]) if rows else None
+        if len(self._tenants) >= 1024:
+            self._tenants.clear()
+        self._tenants[name] = (version, tenant)
+        return tenant
+
+    def _data_version(self) -> int:
+        """sqlite's data_version on the read connection: it changes whenever another
+        connection (the writer thread, another process) commits a change."""
+        if self._reader is None:
+            raise StoreNotRunning(f"the key store {self.path} is not running")
+        version: int = self._reader.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def list_tenants(self) -> Deferred[list[Tenant]]:
         """Every tenant, by name."""
@@ -769,8 +791,9 @@ class SQLiteStore(Service):
             ]
             if identifiers and not force:
                 raise TenantHasObjects(
-                    f"tenant {name!r} still has {len(identifiers)} objects; destroy them "
-                    "first or force the removal (which destroys them)"
+                    f"tenant {name!r} still has {len(identifiers)} object"
+                    f"{'s' if len(identifiers) != 1 else ''}; destroy them first, or force the "
+                    "removal, which destroys them"
                 )
             connection.execute("PRAGMA secure_delete = ON")
             connection.execute("DELETE FROM attributes WHERE tenant = ?", (name,))

@@ -196,6 +196,7 @@ class AdminHarness:
         server_certificate, server_key = pki.issue_server_certificate(
             self.ca_certificate, self.ca_key, ["localhost"], ["127.0.0.1"], "server", key_kind="ec"
         )
+        self.server_key = server_key
         self.tls_options = ServerTLSOptions(server_certificate, server_key)
         self.ca_offline = False
         self.saved: list[Any] = []
@@ -213,7 +214,7 @@ class AdminHarness:
             readiness=lambda: {"store": True, "kmip_listener": True},
         )
         self.resource = admin_resource(self.context, lambda request: "admin:test")
-        self.http = StubTreq(self.resource)
+        self.http: Any = StubTreq(self.resource)  # its methods are made at run time
 
     def _certificate_authority(self) -> tuple[x509.Certificate, pki.PrivateKey]:
         if self.ca_offline:

@@ -270,8 +270,9 @@ class MemoryStore(Service):
             )
             if found and not force:
                 raise TenantHasObjects(
-                    f"tenant {name!r} still has {len(found)} objects; destroy them "
-                    "first or force the removal (which destroys them)"
+                    f"tenant {name!r} still has {len(found)} object"
+                    f"{'s' if len(found) != 1 else ''}; destroy them first, or force the "
+                    "removal, which destroys them"
                 )
             for _, unique_identifier in found:
                 del self._objects[unique_identifier]

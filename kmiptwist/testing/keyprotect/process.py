@@ -35,6 +35,7 @@ class RunningEmulator:
     api_key: str
     state_file: str
     extra_arguments: list[str] = field(factory=list)
+    ca_bundle: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -45,15 +46,23 @@ class RunningEmulator:
         extra_arguments: list[str] | None = None,
         port: int | None = None,
         timeout: float = 30.0,
+        tls: tuple[str, str, str] | None = None,
     ) -> RunningEmulator:
-        """Start an emulator keeping its state in ``directory``; wait until it listens."""
+        """Start an emulator keeping its state in ``directory``; wait until it listens.
+
+        ``tls`` (certificate, key, CA bundle PEM files) serves HTTPS instead of HTTP.
+        """
         os.makedirs(directory, exist_ok=True)
+        arguments = list(extra_arguments or [])
+        if tls is not None:
+            arguments += ["--tls-certificate", tls[0], "--tls-key", tls[1]]
         emulator = cls(
             os.path.abspath(directory),
             port or free_port(),
             api_key,
             os.path.join(os.path.abspath(directory), "keyprotect-state.json"),
-            list(extra_arguments or []),
+            arguments,
+            None if tls is None else tls[2],
         )
         emulator.restart(timeout)
         return emulator
@@ -61,7 +70,8 @@ class RunningEmulator:
     @property
     def url(self) -> str:
         """The emulator's base URL (Key Protect endpoint)."""
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self.ca_bundle is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def token_url(self) -> str:
@@ -147,8 +157,13 @@ class RunningEmulator:
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, Any]:
         request = urllib.request.Request(self.url + path, body, headers, method=method)
+        context = None
+        if self.ca_bundle is not None:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.ca_bundle)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
                 status, data = response.status, response.read()
         except urllib.error.HTTPError as error:
             status, data = error.code, error.read()

@@ -181,8 +181,10 @@ class EmulatorResource(Resource):
         for name, value in headers.items():
             request.setHeader(name, value)
         if payload is not None:
+            data = json.dumps(payload).encode("utf-8")
             request.setHeader("content-type", "application/json")
-            request.write(json.dumps(payload).encode("utf-8"))
+            request.setHeader("content-length", str(len(data)))
+            request.write(data)
         request.finish()
         return NOT_DONE_YET
 
