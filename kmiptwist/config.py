@@ -53,6 +53,7 @@ class Configuration:
     port: int = 5696
     server_names: tuple[str, ...] = ()
     interop_testing: bool = False
+    workers: int = 1
     tls_certificate: str | None = None
     tls_private_key: str | None = None
     database: str | None = None
@@ -285,6 +286,14 @@ SETTINGS: tuple[Setting, ...] = (
         _names,
         False,
         "Extra DNS names / IP addresses for the server certificate's SAN.",
+    ),
+    Setting(
+        "kmip",
+        "workers",
+        "workers",
+        _integer(1, 64),
+        False,
+        "Processes serving the KMIP port, sharing the store (one per core).",
     ),
     Setting(
         "kmip",

@@ -194,42 +194,54 @@ def parse_header(item: Item) -> RequestHeader:
     """Read a Request Header; raise Invalid Message on anything malformed."""
     _expect(item, Tag.REQUEST_HEADER, ItemType.STRUCTURE, "Request Header")
     version: ProtocolVersion | None = None
-    header = RequestHeader(protocol_version=ProtocolVersion(1, 0), batch_count=-1)
+    batch_count = -1
+    fields: dict[str, object] = {}
     for child in item.value:
         tag = child.tag
         if tag == Tag.PROTOCOL_VERSION:
             version = ProtocolVersion.from_item(child)
         elif tag == Tag.BATCH_COUNT:
-            _expect(child, tag, ItemType.INTEGER, "Batch Count")
-            header.batch_count = child.value
-        elif tag == Tag.MAXIMUM_RESPONSE_SIZE:
-            _expect(child, tag, ItemType.INTEGER, "Maximum Response Size")
-            header.maximum_response_size = child.value
-        elif tag == Tag.ASYNCHRONOUS_INDICATOR:
-            _expect(child, tag, ItemType.BOOLEAN, "Asynchronous Indicator")
-            header.asynchronous_indicator = child.value
-        elif tag == Tag.BATCH_ORDER_OPTION:
-            _expect(child, tag, ItemType.BOOLEAN, "Batch Order Option")
-            header.batch_order_option = child.value
-        elif tag == Tag.BATCH_ERROR_CONTINUATION_OPTION:
-            _expect(child, tag, ItemType.ENUMERATION, "Batch Error Continuation Option")
-            header.batch_error_continuation_option = child.value
-        elif tag == Tag.TIME_STAMP:
-            _expect(child, tag, ItemType.DATE_TIME, "Time Stamp")
-            header.time_stamp = child.value
-        elif tag == Tag.AUTHENTICATION:
-            header.credentials = _parse_credentials(child)
-        elif tag == Tag.CLIENT_CORRELATION_VALUE:
-            _expect(child, tag, ItemType.TEXT_STRING, "Client Correlation Value")
-            header.client_correlation_value = child.value
+            if child.type != ItemType.INTEGER:
+                _expect(child, tag, ItemType.INTEGER, "Batch Count")
+            batch_count = child.value
+        else:
+            known = _HEADER_FIELDS.get(tag)
+            if known is not None:
+                name, item_type, what = known
+                _expect(child, tag, item_type, what)
+                fields[name] = child.value
+            elif tag == Tag.AUTHENTICATION:
+                fields["credentials"] = _parse_credentials(child)
         # Other header fields (attestation, server correlation value) are optional
         # and do not change what this server does.
     if version is None:
         raise invalid_message("Request Header has no Protocol Version")
-    if header.batch_count < 0:
+    if batch_count < 0:
         raise invalid_message("Request Header has no Batch Count")
-    header.protocol_version = version
-    return header
+    return RequestHeader(version, batch_count, **fields)  # type: ignore[arg-type]
+
+
+_HEADER_FIELDS: dict[int, tuple[str, int, str]] = {
+    Tag.MAXIMUM_RESPONSE_SIZE: ("maximum_response_size", ItemType.INTEGER, "Maximum Response Size"),
+    Tag.ASYNCHRONOUS_INDICATOR: (
+        "asynchronous_indicator",
+        ItemType.BOOLEAN,
+        "Asynchronous Indicator",
+    ),
+    Tag.BATCH_ORDER_OPTION: ("batch_order_option", ItemType.BOOLEAN, "Batch Order Option"),
+    Tag.BATCH_ERROR_CONTINUATION_OPTION: (
+        "batch_error_continuation_option",
+        ItemType.ENUMERATION,
+        "Batch Error Continuation Option",
+    ),
+    Tag.TIME_STAMP: ("time_stamp", ItemType.DATE_TIME, "Time Stamp"),
+    Tag.CLIENT_CORRELATION_VALUE: (
+        "client_correlation_value",
+        ItemType.TEXT_STRING,
+        "Client Correlation Value",
+    ),
+}
+"""Optional Request Header fields the server reads: RequestHeader field, type, name."""
 
 
 def guess_version(item: Item) -> ProtocolVersion | None:

@@ -122,8 +122,8 @@ def _run(coroutine: Coroutine[Any, Any, bytes]) -> bytes | Deferred[bytes]:
 
 
 def _carry_on(
-    coroutine: Coroutine[Any, Any, bytes], waiting: object, context: contextvars.Context
-) -> Generator[object, object, bytes]:
+    coroutine: Coroutine[Any, Any, bytes], waiting: Any, context: contextvars.Context
+) -> Generator[Deferred[Any], Any, bytes]:
     """Drive the rest of a coroutine :func:`_run` started, each step in its context."""
     while True:
         try:
@@ -656,6 +656,9 @@ class KMIPServerFactory(Factory):
         self.tenancy = tenancy
         self.clock = clock
         self.limits = limits if limits is not None else ConnectionLimits()
+        self.relays: list[Callable[[str, str], object]] = []
+        """Told of every ``disconnect_*`` (kind, argument): the other worker processes
+        serving this port (``kmiptwist.workers``) cut their connections too."""
         self.trusted_cas = TrustedCAs()
         """Follows client chains to the tenants' trusted CAs (parsed CAs cached)."""
         self._connections: set[KMIPServerProtocol] = set()
@@ -717,6 +720,14 @@ class KMIPServerFactory(Factory):
         if new is not None and connection in self._connections:
             self._by_fingerprint.setdefault(new, set()).add(connection)
 
+    def _relay(self, kind: str, value: str) -> None:
+        """Pass a disconnect on to the other workers; a failure there is only logged."""
+        for relay in self.relays:
+            try:
+                relay(kind, value)
+            except Exception:
+                self._log.failure("Could not relay a disconnect ({kind}) to the workers", kind=kind)
+
     def disconnect_fingerprint(self, certificate_fingerprint: str) -> int:
         """Cut off every connection of the certificate at once; return how many.
 
@@ -725,6 +736,7 @@ class KMIPServerFactory(Factory):
         The fingerprint is hex, any case, with or without colons.
         """
         normalized = certificate_fingerprint.replace(":", "").strip().lower()
+        self._relay("fingerprint", normalized)
         holders = list(self._by_fingerprint.get(normalized, ()))
         for connection in holders:
             connection.cut_off("its client certificate was removed")
@@ -737,6 +749,7 @@ class KMIPServerFactory(Factory):
         at once, open connections included.
         """
         normalized = ca_fingerprint.replace(":", "").strip().lower()
+        self._relay("trusted_ca", normalized)
         holders = [
             connection
             for connection in self._connections
@@ -748,6 +761,7 @@ class KMIPServerFactory(Factory):
 
     def disconnect_tenant(self, tenant: str) -> int:
         """Cut off every connection identified as ``tenant``; return how many."""
+        self._relay("tenant", tenant)
         holders = [
             connection
             for connection in self._connections

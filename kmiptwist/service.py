@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
 from typing import Any
 
 from attrs import frozen
@@ -60,6 +61,13 @@ from kmiptwist.store.sqlite import SQLiteStore
 from kmiptwist.tls import ServerTLSOptions, server_tls_options
 from kmiptwist.wrapping.cache import MaterialCache
 from kmiptwist.wrapping.local import LocalRootKeyWrapper, RootKeyError, load_root_key
+from kmiptwist.workers import (
+    LISTEN_BACKLOG,
+    InheritedPortEndpoint,
+    ReusePortEndpoint,
+    WorkerPool,
+    worker_audit_path,
+)
 
 __all__ = ["KMIPService", "StartupError", "make_kmip_service", "tls_server_endpoint"]
 
@@ -83,9 +91,16 @@ def tls_server_endpoint(
     """
     endpoint: IStreamServerEndpoint
     if ":" in interface:
-        endpoint = TCP6ServerEndpoint(reactor, port, interface=interface)
+        endpoint = TCP6ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=interface)
     else:
-        endpoint = TCP4ServerEndpoint(reactor, port, interface=interface)
+        endpoint = TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=interface)
+    return tls_over(endpoint, tls_options, clock)
+
+
+def tls_over(
+    endpoint: IStreamServerEndpoint, tls_options: ServerTLSOptions, clock: IReactorTime | None
+) -> IStreamServerEndpoint:
+    """``endpoint`` with TLS on top."""
     try:
         from twisted.internet.endpoints import wrapServerTLS
     except ImportError:  # Twisted < 26.4
@@ -325,11 +340,19 @@ class KMIPService(MultiService):
                 await _resolve(service.stopService())
 
 
-def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService:
+def make_kmip_service(
+    configuration: Configuration,
+    reactor: Any,
+    worker: int | None = None,
+    listen_descriptor: tuple[int, socket.AddressFamily] | None = None,
+) -> KMIPService:
     """Build the server described by ``configuration`` on ``reactor``.
 
     The data directory is initialised now (synchronously, before the reactor runs), so
-    that a problem with it stops ``twistd`` before it daemonises.
+    that a problem with it stops ``twistd`` before it daemonises.  ``worker`` and
+    ``listen_descriptor`` build worker ``worker`` (1 to N-1) of ``[kmip] workers = N``,
+    on the socket it inherited (:mod:`kmiptwist.workers`): no admin API, its own audit
+    log, no workers of its own.
     """
     directory = DataDirectory(configuration.data_dir)
     if os.path.exists(configuration.database_path) and not os.path.exists(
@@ -388,7 +411,12 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
             reactor, reactor.getThreadPool(), function
         ),
     )
-    audit = AuditLog(configuration.audit_path, reactor, reactor, configuration.audit_sync_interval)
+    audit = AuditLog(
+        worker_audit_path(configuration, worker or 0),
+        reactor,
+        reactor,
+        configuration.audit_sync_interval,
+    )
     processor = KMIPProcessor(
         engine,
         ttlv.Limits(
@@ -410,9 +438,22 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
             handshake_timeout=configuration.handshake_timeout,
         ),
     )
-    endpoint = tls_server_endpoint(
-        reactor, configuration.port, configuration.interface, tls_options, reactor
-    )
+    pool: WorkerPool | None = None
+    if listen_descriptor is not None:
+        descriptor, family = listen_descriptor
+        endpoint = tls_over(InheritedPortEndpoint(reactor, descriptor, family), tls_options, reactor)
+    elif configuration.workers > 1:
+        endpoint = tls_over(
+            ReusePortEndpoint(reactor, configuration.interface, configuration.port),
+            tls_options,
+            reactor,
+        )
+        pool = WorkerPool(configuration, reactor, lambda: service.when_listening())
+        factory.relays.append(pool.relay)
+    else:
+        endpoint = tls_server_endpoint(
+            reactor, configuration.port, configuration.interface, tls_options, reactor
+        )
     listener = StreamServerEndpointService(endpoint, factory)
     # A port already in use fails startService (and so the start) instead of being
     # logged while the server pretends to run.
@@ -423,9 +464,14 @@ def make_kmip_service(configuration: Configuration, reactor: Any) -> KMIPService
     extra += (root_keys,)
     # The audit log starts first and stops last, so it sees everything in between.
     extra = (audit, *extra)
+    if pool is not None:
+        # Stopped first among the extras' (reverse order): workers end before the log.
+        extra += (pool,)
     service = KMIPService(
         reactor, store, listener, factory, tls_options, report, configuration, extra
     )
+    if worker is not None:
+        return service
     try:
         service.admin = make_admin(
             configuration,

@@ -33,6 +33,8 @@ class CryptoStreams:
     """The operations in progress of every tenant."""
 
     max_streams: int = 1024
+    #: One tenant may not take the whole server's room.
+    max_per_tenant: int = 128
     idle_timeout: int = 600
     _streams: dict[tuple[str, bytes], Stream] = field(factory=dict)
 
@@ -52,6 +54,8 @@ class CryptoStreams:
         """Keep ``stream``; its new Correlation Value, or None when the server is full."""
         self._expire(now)
         if len(self._streams) >= self.max_streams:
+            return None
+        if sum(1 for owner, _ in self._streams if owner == tenant) >= self.max_per_tenant:
             return None
         correlation = secrets.token_bytes(16)
         stream.last_used = now

@@ -28,6 +28,11 @@ _SETTING_FLAGS = (
     ("interface", "interface", "Address to listen on ('::' for IPv6). [default: 0.0.0.0]"),
     ("port", "port", "KMIP port. [default: 5696]"),
     (
+        "workers",
+        "workers",
+        "Processes serving the KMIP port, sharing the store (one per core). [default: 1]",
+    ),
+    (
         "interop-testing",
         "interop_testing",
         "yes: answer the Interop operation of the OASIS conformance tests; never in "

@@ -550,7 +550,7 @@ class ReportTests(SynchronousTestCase):
             result("SKLC-M-1-14", Outcome.PASSED),
             result("SKLC-M-2-14", Outcome.FAILED),
             result("SKLC-M-1-21", Outcome.PASSED),
-            result("AKLC-M-1-21", Outcome.SKIPPED),
+            result("QS-M-1-21", Outcome.SKIPPED),
         ]
 
     def test_tally_and_tables(self) -> None:
@@ -559,7 +559,7 @@ class ReportTests(SynchronousTestCase):
         self.assertEqual(tally(results)["SKLC"]["1.4"], {"passed": 1, "skipped": 0, "total": 2})
         table = markdown_table(results)
         self.assertIn("| SKLC | Symmetric Key Lifecycle (claimed) | 1/2 | 1/1 |", table)
-        self.assertIn("| AKLC | Asymmetric Key Lifecycle | – | 0/1 (1 skipped) |", table)
+        self.assertIn("| QS | Quantum Safe | – | 0/1 (1 skipped) |", table)
         text = text_report(results)
         self.assertIn("SKLC-M-2-14: failed at step 2 of 3: why", text)
         self.assertIn("2 of 4 cases passed, 1 skipped", text)

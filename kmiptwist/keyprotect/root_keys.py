@@ -137,6 +137,16 @@ class TenantRootKeys(Service):
                 kind=SERVICE,
             ) from None
         self._wrappers[tenant] = (as_read, wrapper)
+        _log.info(
+            "Tenant {tenant} uses Key Protect root key {root_key_id} in instance {instance} at "
+            "{endpoint} (IAM {token_url}, API key from {api_key})",
+            tenant=tenant,
+            root_key_id=binding.root_key_id,
+            instance=binding.instance_id,
+            endpoint=binding.endpoint,
+            token_url=binding.token_url,
+            api_key=binding.api_key.reference,
+        )
         return wrapper
 
     def wrapper_for(self, tenant: str, binding: KeyProtectBinding) -> KeyProtectWrapper:
@@ -173,16 +183,6 @@ class TenantRootKeys(Service):
                 binding.instance_id,
                 binding.key_ring,
             )
-        _log.info(
-            "Tenant {tenant} uses Key Protect root key {root_key_id} in instance {instance} at "
-            "{endpoint} (IAM {token_url}, API key from {api_key})",
-            tenant=tenant,
-            root_key_id=binding.root_key_id,
-            instance=binding.instance_id,
-            endpoint=binding.endpoint,
-            token_url=binding.token_url,
-            api_key=binding.api_key.reference,
-        )
         return KeyProtectWrapper(
             client,
             binding.root_key_id,

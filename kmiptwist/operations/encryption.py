@@ -93,13 +93,16 @@ async def _run(context: RequestContext, payload: Item, use: KeyUse, operation: i
         unique_identifier, stream = named, None
     try:
         obj, stored = await usable_key(context, unique_identifier, use)
-        if encrypting:
-            await draw_usage(context, obj, len(data or b""))
         if stream is not None:
-            return _continue(unique_identifier, stream, data or b"", parts)
-        if obj.object_type != ObjectType.SYMMETRIC_KEY:
-            return _public_key(context, payload, obj, stored, data, parts, encrypting)
-        return _symmetric(context, payload, obj, stored, data or b"", parts, operation)
+            result = _continue(unique_identifier, stream, data or b"", parts)
+        elif obj.object_type != ObjectType.SYMMETRIC_KEY:
+            result = _public_key(context, payload, obj, stored, data, parts, encrypting)
+        else:
+            result = _symmetric(context, payload, obj, stored, data or b"", parts, operation)
+        if encrypting:
+            # Drawn once the request is known to be good, before anything is returned.
+            await draw_usage(context, obj, len(data or b""))
+        return result
     except KMIPError:
         forget_stream(context, parts)
         raise

@@ -92,18 +92,18 @@ async def create_key_pair(context: RequestContext, payload: Item) -> Payload:
     )
     domain = _values(attributes, "Cryptographic Domain Parameters")
     curve = domain[0].get(Tag.RECOMMENDED_CURVE) if domain else None
-    pair = await run_blocking(
-        context, lambda: asymmetric.generate_key_pair(algorithm, length, curve)
-    )
-    if length is None:
-        length_item = ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, pair.length)
-        private_attributes.append(("Cryptographic Length", length_item))
-        public_attributes.append(("Cryptographic Length", length_item))
+    # Every check on the request comes before the (costly) key generation.
     private = new_object(context, ObjectType.PRIVATE_KEY, private_attributes)
     public = new_object(context, ObjectType.PUBLIC_KEY, public_attributes)
     private.add("Link", _link(LinkType.PUBLIC_KEY_LINK, public.unique_identifier))
     public.add("Link", _link(LinkType.PRIVATE_KEY_LINK, private.unique_identifier))
     await check_unique_names(context, private.values("Name") + public.values("Name"))
+    pair = await run_blocking(
+        context, lambda: asymmetric.generate_key_pair(algorithm, length, curve)
+    )
+    if length is None:
+        for obj in (private, public):
+            obj.set("Cryptographic Length", ttlv.integer(Tag.CRYPTOGRAPHIC_LENGTH, pair.length))
     values = (
         (private, Tag.PRIVATE_KEY, pair.private_material, pair.private_format),
         (public, Tag.PUBLIC_KEY, pair.public_material, pair.public_format),

@@ -8,7 +8,8 @@ protected (Decrypt, Signature Verify, MAC Verify).  KMIP's rules, in order:
   key that is Active, Deactivated or Compromised, after its Process Start Date
   (Wrong Key Lifecycle State; KMIP 1.x says Permission Denied);
 - the key's Cryptographic Usage Mask must allow the operation (Incompatible
-  Cryptographic Usage Mask; 1.x: Permission Denied);
+  Cryptographic Usage Mask; 1.x: Permission Denied) — a key created or registered
+  without a usage mask is not restricted by one;
 - protecting draws on the key's Usage Limits, if it has any (Permission Denied once
   they are used up).
 

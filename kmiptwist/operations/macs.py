@@ -82,8 +82,6 @@ async def _mac(context: RequestContext, payload: Item, use: KeyUse, operation: i
         obj, stored = await usable_key(context, unique_identifier, use)
         data = _data(payload, parts)
         given = byte_field(payload, Tag.MAC_DATA, "MAC Data")
-        if use.protect:
-            await draw_usage(context, obj, len(data))
         if state is None:
             algorithm = obj.value("Cryptographic Algorithm")
             state = _MACParts(
@@ -93,6 +91,9 @@ async def _mac(context: RequestContext, payload: Item, use: KeyUse, operation: i
         if given is not None:
             state.expected = given
         out = [uid_item(unique_identifier)]
+        if use.protect:
+            # Drawn once the request is known to be good, before anything is returned.
+            await draw_usage(context, obj, len(data))
         if not (parts.single or parts.final):
             if parts.init:
                 correlation = open_stream(context, unique_identifier, operation, state)

@@ -107,8 +107,7 @@ async def _run(context: RequestContext, payload: Item, use: KeyUse, operation: i
         key: Any = asymmetric.load_key(stored)
         data, digested = _input(payload, parts.single)
         signature = byte_field(payload, Tag.SIGNATURE_DATA, "Signature Data")
-        if use.protect:
-            await draw_usage(context, obj, len(data))
+        out = [uid_item(unique_identifier)]
         if state is None:
             chosen = parameters(payload, obj)
             if not parts.single:
@@ -119,22 +118,26 @@ async def _run(context: RequestContext, payload: Item, use: KeyUse, operation: i
             if signature is not None:
                 state.signature = signature
             if not parts.final:
-                correlation = parts.correlation or open_stream(
-                    context, unique_identifier, operation, state
-                )
-                return [uid_item(unique_identifier)] + (
-                    [ttlv.byte_string(Tag.CORRELATION_VALUE, correlation)] if parts.init else []
-                )
+                if use.protect:
+                    await draw_usage(context, obj, len(data))
+                if parts.init:
+                    correlation = open_stream(context, unique_identifier, operation, state)
+                    out.append(ttlv.byte_string(Tag.CORRELATION_VALUE, correlation))
+                return out
+            length = len(data)
             data, digested = state.finish()
             chosen, signature = state.parameters, state.signature
+        else:
+            length = len(data)
         if use.protect:
             result = public_key_crypto.sign(key, chosen, data, digested)
-            return [uid_item(unique_identifier), ttlv.byte_string(Tag.SIGNATURE_DATA, result)]
+            # Drawn once the signature is made, before it is returned.
+            await draw_usage(context, obj, length)
+            return out + [ttlv.byte_string(Tag.SIGNATURE_DATA, result)]
         if signature is None:
             raise invalid_field("Signature Verify needs the Signature Data")
         valid = public_key_crypto.verify(key, chosen, data, signature, digested)
-        return [
-            uid_item(unique_identifier),
+        return out + [
             ttlv.enumeration(
                 Tag.VALIDITY_INDICATOR,
                 ValidityIndicator.VALID if valid else ValidityIndicator.INVALID,
