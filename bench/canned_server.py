@@ -105,7 +105,9 @@ def _reply(minor: int, operation: int, count: int) -> bytes:
     for index in range(count):
         fields = [ttlv.enumeration(Tag.OPERATION, operation)]
         if count > 1 or operation != Operation.DISCOVER_VERSIONS:
-            fields.append(ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, b"QLKC" + bytes([index + 1, 0, 0, 0])))
+            fields.append(
+                ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, b"QLKC" + bytes([index + 1, 0, 0, 0]))
+            )
         fields.append(ttlv.enumeration(Tag.RESULT_STATUS, ResultStatus.SUCCESS))
         fields.append(ttlv.structure(Tag.RESPONSE_PAYLOAD, _payload(operation)))
         items.append(ttlv.structure(Tag.BATCH_ITEM, fields))

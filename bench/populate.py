@@ -34,7 +34,13 @@ def populate_kmiptwist(data_dir: str, prefix: str, count: int, start: int) -> li
     from kmiptwist.pki import fingerprint, load_certificate
     from kmiptwist.processor import KMIPProcessor, Peer
     from kmiptwist.store.sqlite import SQLiteStore
-    from kmiptwist.testing.messages import attribute_1x, name_1x, read_response, request, template_1x
+    from kmiptwist.testing.messages import (
+        attribute_1x,
+        name_1x,
+        read_response,
+        request,
+        template_1x,
+    )
     from kmiptwist.vocabulary.enums import CryptographicAlgorithm, ObjectType, Operation
     from kmiptwist.vocabulary.tags import Tag
     from kmiptwist.wrapping.cache import MaterialCache
@@ -80,7 +86,9 @@ def populate_kmiptwist(data_dir: str, prefix: str, count: int, start: int) -> li
             uids: list[str] = []
             batch = 512
             for first in range(start, start + count, batch):
-                names = [f"{prefix}{n:06d}" for n in range(first, min(first + batch, start + count))]
+                names = [
+                    f"{prefix}{n:06d}" for n in range(first, min(first + batch, start + count))
+                ]
                 replies = await defer.gatherResults(
                     [
                         defer.Deferred.fromCoroutine(processor.process(create(name), peer))

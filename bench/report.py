@@ -27,7 +27,12 @@ def _number(value: Any, digits: int = 0) -> str:
 def _ratio(top: Any, bottom: Any) -> float | None:
     if top is None or bottom is None or not bottom:
         return None
-    if isinstance(top, float) and math.isnan(top) or isinstance(bottom, float) and math.isnan(bottom):
+    if (
+        isinstance(top, float)
+        and math.isnan(top)
+        or isinstance(bottom, float)
+        and math.isnan(bottom)
+    ):
         return None
     return float(top) / float(bottom)
 
@@ -176,7 +181,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     )
     if mine and theirs:
         ratio = _ratio(mine["ops_per_s"], theirs["ops_per_s"])
-        add(f"get {top} conns ≥ 20× PyKMIP", f"{_number(ratio, 1)}×", ratio is not None and ratio >= 20)
+        add(
+            f"get {top} conns ≥ 20× PyKMIP",
+            f"{_number(ratio, 1)}×",
+            ratio is not None and ratio >= 20,
+        )
         ratio = _ratio(theirs["p99_ms"], mine["p99_ms"])
         add(
             f"get {top} conns p99 ≤ 1/10 of PyKMIP's",
@@ -185,14 +194,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
         )
     if mine and limit:
         ratio = _ratio(mine["ops_per_s"], limit["ops_per_s"])
-        add(f"get {top} conns ≥ 50% of the canned limit", f"{_number((ratio or 0) * 100)}%", ratio is not None and ratio >= 0.5)
+        add(
+            f"get {top} conns ≥ 50% of the canned limit",
+            f"{_number((ratio or 0) * 100)}%",
+            ratio is not None and ratio >= 0.5,
+        )
     if mine:
         cpu = mine.get("server_cpu_us_per_op")
         add("server CPU per get ≤ 150 µs", f"{_number(cpu)} µs", cpu is not None and cpu <= 150)
-    mine, theirs = _get(results, "kmiptwist", f"create c={top}"), _get(results, "pykmip", f"create c={top}")
+    mine, theirs = (
+        _get(results, "kmiptwist", f"create c={top}"),
+        _get(results, "pykmip", f"create c={top}"),
+    )
     if mine and theirs:
         ratio = _ratio(mine["ops_per_s"], theirs["ops_per_s"])
-        add(f"create {top} conns ≥ 10× PyKMIP (durable)", f"{_number(ratio, 1)}×", ratio is not None and ratio >= 10)
+        add(
+            f"create {top} conns ≥ 10× PyKMIP (durable)",
+            f"{_number(ratio, 1)}×",
+            ratio is not None and ratio >= 10,
+        )
     for resume in ("on", "off"):
         key = f"vcenter c={top} resumption {resume}"
         mine, theirs = _get(results, "kmiptwist", key), _get(results, "pykmip", key)

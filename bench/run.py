@@ -209,9 +209,10 @@ def run_server(
             hosts, keys = sizes["storm_hosts"], sizes["storm_keys"]
             host_uids = server.populate("host-", hosts * keys + 1)
             scenarios.prime(server, scenario_settings, host_uids)
-            shared, own = host_uids[0], [
-                host_uids[1 + host * keys : 1 + (host + 1) * keys] for host in range(hosts)
-            ]
+            shared, own = (
+                host_uids[0],
+                [host_uids[1 + host * keys : 1 + (host + 1) * keys] for host in range(hosts)],
+            )
             record("boot-storm cold", scenarios.boot_storm, shared, own, False)
             record("boot-storm warm", scenarios.boot_storm, shared, own, True)
         if "big" in plan:
@@ -226,7 +227,9 @@ def run_server(
             )
             every_uid = small_uids + extra
             every_name = [f"bench-{number:06d}" for number in range(small + len(extra))]
-            sample = random.Random(3).sample(range(len(every_uid)), min(sizes["key_sample"], len(every_uid)))
+            sample = random.Random(3).sample(
+                range(len(every_uid)), min(sizes["key_sample"], len(every_uid))
+            )
             uids = [every_uid[index] for index in sample]
             picked = [every_name[index] for index in sample]
             scenarios.prime(server, scenario_settings, uids)
@@ -293,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = arguments.scenarios.split(",")
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(
+            ["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "machine": machine(),
         "settings": {**sizes, "fd_limit": limit},
         "servers": {},
@@ -318,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         failed = failed or any(
             "failed" in result for result in results["servers"][name]["scenarios"].values()
         )
-        results["notes"] += [f"{name}: {note}" for note in results["servers"][name].get("notes", [])]
+        results["notes"] += [
+            f"{name}: {note}" for note in results["servers"][name].get("notes", [])
+        ]
     results["notes"] += standing_notes(results)
     with open(os.path.join(arguments.out, "results.json"), "w", encoding="utf-8") as out:
         json.dump(results, out, indent=1, default=str)
@@ -334,7 +341,9 @@ def make_server(servers: Any, name: str, workdir: str, pki: Any, cipher: str) ->
     if name == "kmiptwist":
         return servers.KmiptwistServer(name, workdir, pki)
     if name.startswith("kmiptwist-workers"):
-        return servers.KmiptwistServer(name, workdir, pki, workers=int(name.rsplit("workers", 1)[1]))
+        return servers.KmiptwistServer(
+            name, workdir, pki, workers=int(name.rsplit("workers", 1)[1])
+        )
     if name == "pykmip":
         return servers.PyKMIPServer(name, workdir, pki, cipher=cipher)
     if name == "canned":

@@ -69,7 +69,9 @@ def _processes(settings: Settings, slots: int) -> int:
     return max(1, min(2, slots // 16))
 
 
-def _worker(pipe: Any, build: Build, index: int, count: int, settings: Settings, address: Any) -> None:
+def _worker(
+    pipe: Any, build: Build, index: int, count: int, settings: Settings, address: Any
+) -> None:
     """A generator process: build its slots, wait for the start time, run, report."""
     stats = Stats()
     try:
@@ -343,7 +345,9 @@ def create(server: Server, settings: Settings, connections: int) -> dict[str, An
     return _persistent_run(server, settings, [wire.create_request()], Operation.CREATE, connections)
 
 
-def locate(server: Server, settings: Settings, names: list[str], connections: int) -> dict[str, Any]:
+def locate(
+    server: Server, settings: Settings, names: list[str], connections: int
+) -> dict[str, Any]:
     """Locate by Name (one match each) over persistent connections."""
     requests = [wire.locate_by_name(name) for name in shuffled(names, 2)]
     return _persistent_run(server, settings, requests, Operation.LOCATE, connections)
@@ -398,9 +402,7 @@ def _vcenter(stats: Stats, resume: bool) -> Callable[[], Generator[Any, Any, Non
                 box[0] = connection.ssl_session
             connection.close()
             stats.record("step", started, now_ns())
-            (_, created) = yield from _step(
-                stats, box, resume, [(_CREATE, 1, [Operation.CREATE])]
-            )
+            (_, created) = yield from _step(stats, box, resume, [(_CREATE, 1, [Operation.CREATE])])
             uid = wire.extract_uid(created)
             if uid is None:
                 continue
@@ -541,9 +543,7 @@ def boot_storm(
             "error_kinds": dict(
                 sum((Counter(storm["error_kinds"]) for storm in storms), Counter())
             ),
-            "server_cpu_us_per_op": (
-                result["server_cpu_s"] / requests * 1e6 if requests else None
-            ),
+            "server_cpu_us_per_op": (result["server_cpu_s"] / requests * 1e6 if requests else None),
         }
     )
     result["server_cpu_us_per_request"] = result["server_cpu_us_per_op"]
@@ -659,5 +659,3 @@ def fd_limit(wanted: int) -> int:
     if target != soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return target
-
-

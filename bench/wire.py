@@ -39,7 +39,9 @@ __all__ = [
 V11 = (1, 1)
 V14 = (1, 4)
 
-_RESULT_STATUS = struct.pack(">I", (Tag.RESULT_STATUS << 8) | ttlv.ItemType.ENUMERATION) + b"\0\0\0\x04"
+_RESULT_STATUS = (
+    struct.pack(">I", (Tag.RESULT_STATUS << 8) | ttlv.ItemType.ENUMERATION) + b"\0\0\0\x04"
+)
 _SUCCESS = _RESULT_STATUS + struct.pack(">I", ResultStatus.SUCCESS)
 _UID_HEADER = struct.pack(">I", (Tag.UNIQUE_IDENTIFIER << 8) | ttlv.ItemType.TEXT_STRING)
 _SENTINEL = "\x01kmiptwist-bench-uid\x01"

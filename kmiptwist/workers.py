@@ -395,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
             listen_descriptor=(arguments.descriptor, socket.AddressFamily(arguments.family)),
         )
     except StartupError as error:
-        _log.critical("worker {worker} cannot start: {error}", worker=arguments.worker, error=str(error))
+        _log.critical(
+            "worker {worker} cannot start: {error}", worker=arguments.worker, error=str(error)
+        )
         return 1
     factory = service.factory
 

@@ -63,10 +63,14 @@ class BenchSmokeTests(SynchronousTestCase):
                 self.assertNotIn("failed", result, f"{name} {key}")
                 measured = result["get_with_idle"] if key == "idle" else result
                 for measure in MEASURES:
-                    self.assertIsInstance(measured[measure], (int, float), f"{name} {key} {measure}")
+                    self.assertIsInstance(
+                        measured[measure], (int, float), f"{name} {key} {measure}"
+                    )
                 self.assertGreater(measured["ops_per_s"], 0, f"{name} {key}")
         for key, result in results["servers"]["kmiptwist"]["scenarios"].items():
-            self.assertEqual(result["errors"], 0, f"kmiptwist {key}: {result.get('error_examples')}")
+            self.assertEqual(
+                result["errors"], 0, f"kmiptwist {key}: {result.get('error_examples')}"
+            )
         self.assertEqual(
             results["servers"]["kmiptwist"]["scenarios"]["boot-storm warm"]["resumed_fraction"],
             1.0,

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -315,10 +316,12 @@ class EndToEndTests(SynchronousTestCase):
 
     def test_tenant_isolation(self) -> None:
         """A certificate of tenant beta cannot see an object of tenant default at all."""
-        bundle_dir = os.path.join(self.workdir, "beta-client")
-        kmiptwist_cli(self.server.data_dir, "tenant", "add", "beta")
+        # A fresh tenant name each run: the server is shared by the whole class.
+        tenant = f"beta-{uuid.uuid4().hex[:8]}"
+        bundle_dir = os.path.join(self.workdir, f"{tenant}-client")
+        kmiptwist_cli(self.server.data_dir, "tenant", "add", tenant)
         kmiptwist_cli(
-            self.server.data_dir, "ca", "issue", "--tenant", "beta", "--out", bundle_dir
+            self.server.data_dir, "ca", "issue", "--tenant", tenant, "--out", bundle_dir
         )
         beta = (
             os.path.join(bundle_dir, "client.pem"),
