@@ -72,7 +72,7 @@ class TLSSettings:
     tls13: bool = False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def client_context(settings: TLSSettings) -> ssl.SSLContext:
     """A client context with the benchmark's one TLS version and cipher suite.
 

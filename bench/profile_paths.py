@@ -26,9 +26,9 @@ sys.path.insert(1, os.path.dirname(BENCH))
 
 
 async def _main(reactor: object, arguments: argparse.Namespace) -> None:
+    import wire
     from twisted.internet import defer
 
-    import wire
     from kmiptwist.engine import Engine, SingleRootKey
     from kmiptwist.interfaces import ClientCertificate, Tenant
     from kmiptwist.processor import KMIPProcessor, Peer
@@ -54,7 +54,13 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
         cache=MaterialCache(10_000, 300, reactor),  # type: ignore[arg-type]
         clock=reactor,  # type: ignore[arg-type]
     )
-    processor = KMIPProcessor(engine)
+    audit = None
+    if arguments.audit:
+        from kmiptwist.audit import AuditLog
+
+        audit = AuditLog(os.path.join(directory, "audit.log"), reactor, reactor)  # type: ignore[arg-type]
+        audit.startService()
+    processor = KMIPProcessor(engine, audit=audit)
     peer = Peer("profile", "ab" * 32, "default")
 
     async def call(data: bytes) -> bytes:
@@ -108,6 +114,8 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
     if profiler is not None:
         stats = pstats.Stats(profiler)
         stats.sort_stats(arguments.sort).print_stats(arguments.top)
+    if audit is not None:
+        await audit.stopService()
     await store.stopService()
 
 
@@ -123,6 +131,7 @@ def main() -> None:
     parser.add_argument(
         "--no-object-cache", action="store_true", help="decode every object on every read"
     )
+    parser.add_argument("--audit", action="store_true", help="write the audit log too")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=30)
     arguments = parser.parse_args()

@@ -19,8 +19,10 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from typing import Any
@@ -81,8 +83,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default=os.path.join(BENCH, "results"))
     parser.add_argument(
         "--servers",
-        default="kmiptwist,pykmip,canned",
-        help="comma-separated: kmiptwist, pykmip, canned, kmiptwist-workersN",
+        default=None,
+        help="comma-separated: kmiptwist, pykmip, canned, kmiptwist-workersN "
+        "[default: all four with kmiptwist-workers2; --smoke: the first three]",
     )
     parser.add_argument(
         "--scenarios",
@@ -95,6 +98,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--small-store", type=int, default=None)
     parser.add_argument("--big-store", type=int, default=None)
     parser.add_argument("--generator-processes", type=int, default=0)
+    parser.add_argument(
+        "--keep-work", action="store_true", help="keep the servers' data directories and logs"
+    )
     parser.add_argument(
         "--cipher", default="AES128-SHA256", help="the one TLS 1.2 suite the generator offers"
     )
@@ -144,116 +150,186 @@ def settings_for(arguments: argparse.Namespace) -> dict[str, Any]:
     return sizes
 
 
-def run_server(
-    server: Any, sizes: dict[str, Any], plan: list[str], scenario_settings: Any, log: Any
-) -> dict[str, Any]:
-    """Every scenario of ``plan`` against one server; returns its results."""
+WORKER_PLAN = ("get", "boot-storm", "create", "vcenter")
+"""What a multi-worker kmiptwist runs (the scaling comparison); the rest needs no repeat."""
+
+
+class Session:
+    """One server under test and what the run has stored in it so far."""
+
+    def __init__(self, server: Any, plan: list[str], settings: Any, log: Any) -> None:
+        self.server = server
+        self.plan = [
+            step
+            for step in plan
+            if not server.name.startswith("kmiptwist-workers") or step in WORKER_PLAN
+        ]
+        self.settings = settings
+        self.log = log
+        self.results: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.small_uids: list[str] = []
+        self.names: list[str] = []
+        self.host_keys: tuple[str, list[list[str]]] | None = None
+        self.big: tuple[list[str], list[str]] | None = None
+
+    def record(self, key: str, function: Any, *args: Any) -> dict[str, Any] | None:
+        """Run one scenario, keep its result, say how it went."""
+        import scenarios
+
+        server = self.server
+        started = time.monotonic()
+        try:
+            result = function(server, self.settings, *args)
+        except Exception as error:  # noqa: BLE001 - one broken scenario is reported, not fatal
+            traceback.print_exc()
+            self.results[key] = {"failed": repr(error)}
+            self.log(f"{server.name:18} {key:32} FAILED: {error!r}")
+            return None
+        self.results[key] = result
+        summary = (
+            f"{result['ops_per_s']:10,.0f}/s p50 {result['p50_ms']:8.2f} "
+            f"p99 {result['p99_ms']:8.2f} ms"
+            if "ops_per_s" in result and result.get("p99_ms") is not None
+            else ""
+        )
+        self.log(
+            f"{server.name:18} {key:32} {summary} err {result.get('errors', 0)}"
+            f"  ({time.monotonic() - started:.0f} s)"
+        )
+        if result.get("abandoned_in_flight") and not scenarios.wait_idle(server):
+            self.notes.append(f"{key}: still busy with abandoned requests afterwards; restarted")
+            server.restart()
+        return result
+
+
+def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
+    """Every scenario, each against every server in turn before the next scenario.
+
+    Interleaving keeps each comparison within a minute or so: the speed of a shared
+    virtual machine drifts over a long run, and the ratios are what the targets read.
+    """
     import random
 
     import scenarios
 
-    results: dict[str, Any] = {}
-    notes: list[str] = []
     concurrency = sizes["concurrency"]
 
-    def record(key: str, function: Any, *args: Any) -> dict[str, Any] | None:
-        started = time.monotonic()
-        try:
-            result = function(server, scenario_settings, *args)
-        except Exception as error:  # noqa: BLE001 - one broken scenario is reported, not fatal
-            traceback.print_exc()
-            results[key] = {"failed": repr(error)}
-            log(f"{server.name:10} {key:32} FAILED: {error!r}")
-            return None
-        results[key] = result
-        summary = (
-            f"{result['ops_per_s']:10,.0f}/s p50 {result['p50_ms']:8.2f} p99 {result['p99_ms']:8.2f} ms"
-            if "ops_per_s" in result and result.get("p99_ms") is not None
-            else ""
-        )
-        log(
-            f"{server.name:10} {key:32} {summary} err {result.get('errors', 0)}"
-            f"  ({time.monotonic() - started:.0f} s)"
-        )
-        if result.get("abandoned_in_flight") and not scenarios.wait_idle(server):
-            notes.append(f"{key}: still busy with abandoned requests afterwards; restarted")
-            server.restart()
-        return result
+    def each(step: str, action: Any) -> None:
+        for session in sessions:
+            if step in session.plan:
+                action(session)
 
-    started = time.monotonic()
-    server.start()
-    log(f"{server.name:10} started in {time.monotonic() - started:.1f} s")
-    try:
+    def timed_populate(session: Session, prefix: str, count: int, start: int = 0) -> list[str]:
+        started = time.monotonic()
+        uids = session.server.populate(prefix, count, start=start)
+        session.log(
+            f"{session.server.name:18} stored {len(uids):,} {prefix}keys "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+        return uids
+
+    def setup_small(session: Session) -> None:
         small = sizes["small_store"]
-        started = time.monotonic()
-        small_uids = server.populate("bench-", small)
-        scenarios.prime(server, scenario_settings, small_uids)
-        log(f"{server.name:10} stored {small:,} keys in {time.monotonic() - started:.1f} s")
-        names = [f"bench-{number:06d}" for number in range(small)]
-        baseline = {}
-        if "get" in plan:
-            for connections in concurrency:
-                baseline[connections] = record(
-                    f"get c={connections}", scenarios.get, small_uids, connections
-                )
-        if "locate" in plan:
-            for connections in concurrency:
-                record(f"locate c={connections}", scenarios.locate, names, connections)
-        if "idle" in plan:
-            active = sizes["idle_active"]
-            base = baseline.get(active) or record(
-                f"get c={active}", scenarios.get, small_uids, active
+        session.small_uids = timed_populate(session, "bench-", small)
+        scenarios.prime(session.server, session.settings, session.small_uids)
+        session.names = [f"bench-{number:06d}" for number in range(small)]
+
+    for session in sessions:
+        setup_small(session)
+    for connections in concurrency:
+        each(
+            "get",
+            lambda session, c=connections: session.record(
+                f"get c={c}", scenarios.get, session.small_uids, c
+            ),
+        )
+    for connections in concurrency:
+        each(
+            "locate",
+            lambda session, c=connections: session.record(
+                f"locate c={c}", scenarios.locate, session.names, c
+            ),
+        )
+
+    def idle(session: Session) -> None:
+        session.record("idle", scenarios.idle, session.small_uids, sizes["idle_active"])
+
+    each("idle", idle)
+
+    def setup_hosts(session: Session) -> None:
+        hosts, keys = sizes["storm_hosts"], sizes["storm_keys"]
+        uids = timed_populate(session, "host-", hosts * keys + 1)
+        scenarios.prime(session.server, session.settings, uids)
+        session.host_keys = (
+            uids[0],
+            [uids[1 + host * keys : 1 + (host + 1) * keys] for host in range(hosts)],
+        )
+
+    each("boot-storm", setup_hosts)
+    for resume in (False, True):
+        each(
+            "boot-storm",
+            lambda session, r=resume: session.record(
+                f"boot-storm {'warm' if r else 'cold'}",
+                scenarios.boot_storm,
+                *session.host_keys,  # type: ignore[misc]
+                r,
+            ),
+        )
+
+    def setup_big(session: Session) -> None:
+        server, small, big = session.server, sizes["small_store"], sizes["big_store"]
+        have = server.object_count() if server.kind != "canned" else small
+        extra = timed_populate(session, "bench-", max(0, big - have), start=small)
+        every_uid = session.small_uids + extra
+        every_name = [f"bench-{number:06d}" for number in range(small + len(extra))]
+        sample = random.Random(3).sample(
+            range(len(every_uid)), min(sizes["key_sample"], len(every_uid))
+        )
+        session.big = ([every_uid[i] for i in sample], [every_name[i] for i in sample])
+        scenarios.prime(server, session.settings, session.big[0])
+        if server.kind != "canned":
+            session.notes.append(f"{server.object_count():,} objects stored for the @{big} rows")
+
+    each("big", setup_big)
+    big = sizes["big_store"]
+    for connections in concurrency:
+        each(
+            "big",
+            lambda session, c=connections: session.record(
+                f"get c={c} @{big}",
+                scenarios.get,
+                session.big[0],
+                c,  # type: ignore[index]
+            ),
+        )
+    for connections in concurrency:
+        each(
+            "big",
+            lambda session, c=connections: session.record(
+                f"locate c={c} @{big}",
+                scenarios.locate,
+                session.big[1],
+                c,  # type: ignore[index]
+            ),
+        )
+    for connections in concurrency:
+        each(
+            "create",
+            lambda session, c=connections: session.record(f"create c={c}", scenarios.create, c),
+        )
+    for resume in (True, False):
+        for connections in concurrency:
+            each(
+                "vcenter",
+                lambda session, c=connections, r=resume: session.record(
+                    f"vcenter c={c} resumption {'on' if r else 'off'}",
+                    scenarios.vcenter,
+                    c,
+                    r,
+                ),
             )
-            record("idle", scenarios.idle, small_uids, active, base)
-        if "boot-storm" in plan:
-            hosts, keys = sizes["storm_hosts"], sizes["storm_keys"]
-            host_uids = server.populate("host-", hosts * keys + 1)
-            scenarios.prime(server, scenario_settings, host_uids)
-            shared, own = (
-                host_uids[0],
-                [host_uids[1 + host * keys : 1 + (host + 1) * keys] for host in range(hosts)],
-            )
-            record("boot-storm cold", scenarios.boot_storm, shared, own, False)
-            record("boot-storm warm", scenarios.boot_storm, shared, own, True)
-        if "big" in plan:
-            big = sizes["big_store"]
-            have = server.object_count() if server.kind != "canned" else small
-            started = time.monotonic()
-            extra = server.populate("bench-", max(0, big - have), start=small)
-            log(
-                f"{server.name:10} stored {len(extra):,} more keys "
-                f"({server.object_count() if server.kind != 'canned' else big:,} objects) "
-                f"in {time.monotonic() - started:.1f} s"
-            )
-            every_uid = small_uids + extra
-            every_name = [f"bench-{number:06d}" for number in range(small + len(extra))]
-            sample = random.Random(3).sample(
-                range(len(every_uid)), min(sizes["key_sample"], len(every_uid))
-            )
-            uids = [every_uid[index] for index in sample]
-            picked = [every_name[index] for index in sample]
-            scenarios.prime(server, scenario_settings, uids)
-            for connections in concurrency:
-                record(f"get c={connections} @{big}", scenarios.get, uids, connections)
-            for connections in concurrency:
-                record(f"locate c={connections} @{big}", scenarios.locate, picked, connections)
-        if "create" in plan:
-            for connections in concurrency:
-                record(f"create c={connections}", scenarios.create, connections)
-        if "vcenter" in plan:
-            for resume in (True, False):
-                for connections in concurrency:
-                    record(
-                        f"vcenter c={connections} resumption {'on' if resume else 'off'}",
-                        scenarios.vcenter,
-                        connections,
-                        resume,
-                    )
-    finally:
-        started = time.monotonic()
-        server.stop()
-        log(f"{server.name:10} stopped in {time.monotonic() - started:.1f} s")
-    return {"kind": server.kind, "scenarios": results, "notes": notes + server.notes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,12 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = settings_for(arguments)
     limit = scenarios.fd_limit(4 * sizes["idle_connections"] + 1024)
     os.makedirs(arguments.out, exist_ok=True)
-    work = os.path.join(arguments.out, "work")
-    if os.path.exists(work):
-        import shutil
-
-        shutil.rmtree(work)
-    os.makedirs(work)
+    # Certificates, keys and databases of the servers under test: never in the output.
+    work = tempfile.mkdtemp(prefix="kmiptwist-bench-")
     pki = servers.make_pki(os.path.join(work, "pki"))
     tls = TLSSettings(
         pki.client_certificate_path.path,
@@ -310,22 +382,37 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"{time.monotonic() - began:6.1f}  {line}", file=sys.stderr, flush=True)
 
-    failed = False
-    for name in arguments.servers.split(","):
+    sessions = []
+    names = arguments.servers or (
+        "kmiptwist,pykmip,canned"
+        if arguments.smoke
+        else "kmiptwist,pykmip,canned,kmiptwist-workers2"
+    )
+    for name in names.split(","):
         server = make_server(servers, name, os.path.join(work, name), pki, sizes["cipher"])
-        log(f"== {name}")
-        try:
-            results["servers"][name] = run_server(server, sizes, plan, scenario_settings, log)
-        except Exception as error:  # noqa: BLE001 - the other servers still run
-            traceback.print_exc()
-            results["servers"][name] = {"kind": name, "scenarios": {}, "failed": repr(error)}
-            failed = True
-        failed = failed or any(
-            "failed" in result for result in results["servers"][name]["scenarios"].values()
-        )
-        results["notes"] += [
-            f"{name}: {note}" for note in results["servers"][name].get("notes", [])
-        ]
+        started = time.monotonic()
+        server.start()
+        log(f"{name:18} started in {time.monotonic() - started:.1f} s")
+        sessions.append(Session(server, plan, scenario_settings, log))
+    try:
+        run_all(sessions, sizes)
+    finally:
+        for session in sessions:
+            session.server.stop()
+        if arguments.keep_work:
+            log(f"servers' files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    failed = False
+    for session in sessions:
+        name = session.server.name
+        results["servers"][name] = {
+            "kind": session.server.kind,
+            "scenarios": session.results,
+            "notes": session.notes + session.server.notes,
+        }
+        failed = failed or any("failed" in result for result in session.results.values())
+        results["notes"] += [f"{name}: {note}" for note in results["servers"][name]["notes"]]
     results["notes"] += standing_notes(results)
     with open(os.path.join(arguments.out, "results.json"), "w", encoding="utf-8") as out:
         json.dump(results, out, indent=1, default=str)

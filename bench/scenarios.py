@@ -9,7 +9,6 @@ inside the window counts.
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing.connection import wait
 import socket
 import ssl
 import time
@@ -17,6 +16,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from typing import Any
 
 import wire
@@ -29,7 +29,6 @@ from loadgen import (
     WorkerResult,
     client_context,
     now_ns,
-    process_cpu,
     shuffled,
 )
 from servers import CLOCK_TICKS, Server
@@ -579,14 +578,10 @@ def _hold(pipe: Any, settings: Settings, address: tuple[str, int], count: int) -
     pipe.send("closed")
 
 
-def idle(
-    server: Server,
-    settings: Settings,
-    uids: list[str],
-    active: int,
-    baseline: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Hold ``settings.idle_connections`` idle connections; measure RSS and a Get load."""
+def idle(server: Server, settings: Settings, uids: list[str], active: int) -> dict[str, Any]:
+    """Hold ``settings.idle_connections`` idle connections; measure RSS, and a Get load
+    just before and while they are open."""
+    baseline = get(server, settings, uids, active)
     tree = server.tree
     rss_before = tree.rss()
     tree.reset_peak()
@@ -623,16 +618,13 @@ def idle(
         "get_with_idle": loaded,
         "errors": failures + loaded["errors"],
     }
-    if baseline is not None:
-        result["get_without_idle"] = {
-            key: baseline[key] for key in ("ops_per_s", "p50_ms", "p99_ms", "errors")
-        }
-        result["throughput_ratio_with_idle"] = (
-            loaded["ops_per_s"] / baseline["ops_per_s"] if baseline["ops_per_s"] else None
-        )
-        result["p99_ratio_with_idle"] = (
-            loaded["p99_ms"] / baseline["p99_ms"] if baseline["p99_ms"] else None
-        )
+    result["get_without_idle"] = baseline
+    result["throughput_ratio_with_idle"] = (
+        loaded["ops_per_s"] / baseline["ops_per_s"] if baseline["ops_per_s"] else None
+    )
+    result["p99_ratio_with_idle"] = (
+        loaded["p99_ms"] / baseline["p99_ms"] if baseline["p99_ms"] else None
+    )
     return result
 
 

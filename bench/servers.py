@@ -186,14 +186,29 @@ class Server:
         """How many objects the store holds."""
         raise NotImplementedError
 
-    def _populate(self, arguments: list[str]) -> list[str]:
-        if "--count" in arguments and arguments[arguments.index("--count") + 1] == "0":
+    def _populate(self, arguments: list[str], processes: int = 1) -> list[str]:
+        """Run populate.py (in ``processes`` processes, each a share of the numbers)."""
+        count = int(arguments[arguments.index("--count") + 1])
+        start = int(arguments[arguments.index("--start") + 1])
+        if count == 0:
             return []
-        out = os.path.join(self.workdir, "populate-uids.json")
-        command = [sys.executable, os.path.join(BENCH, "populate.py"), *arguments, "--out", out]
-        subprocess.run(command, check=True, env=_environment())
-        with open(out, encoding="utf-8") as uids:
-            result: list[str] = json.load(uids)
+        shares = min(processes, max(1, count // 1000))
+        running = []
+        for share in range(shares):
+            first = start + count * share // shares
+            last = start + count * (share + 1) // shares
+            numbered = list(arguments)
+            numbered[numbered.index("--count") + 1] = str(last - first)
+            numbered[numbered.index("--start") + 1] = str(first)
+            out = os.path.join(self.workdir, f"populate-uids-{share}.json")
+            command = [sys.executable, os.path.join(BENCH, "populate.py"), *numbered, "--out", out]
+            running.append((subprocess.Popen(command, env=_environment()), out))
+        result: list[str] = []
+        for process, out in running:
+            if process.wait() != 0:
+                raise RuntimeError(f"populate.py failed with {process.returncode}")
+            with open(out, encoding="utf-8") as uids:
+                result += json.load(uids)
         return result
 
 
@@ -247,9 +262,11 @@ class KmiptwistServer(Server):
             time.sleep(1.0)
 
     def populate(self, prefix: str, count: int, start: int = 0) -> list[str]:
-        """Create the keys through kmiptwist's own Create, in-process on the same store."""
+        """Create the keys through kmiptwist's own Create, in two processes (the server is
+        idle meanwhile) on the same store."""
         return self._populate(
-            ["kmiptwist", "--data-dir", self.data_dir, *_numbering(prefix, count, start)]
+            ["kmiptwist", "--data-dir", self.data_dir, *_numbering(prefix, count, start)],
+            processes=2,
         )
 
     def object_count(self) -> int:

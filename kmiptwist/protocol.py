@@ -35,7 +35,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -162,7 +161,7 @@ class _Response:
 
 
 @implementer(IHandshakeListener, IPushProducer)
-class KMIPServerProtocol(Protocol, TimeoutMixin):
+class KMIPServerProtocol(Protocol):
     """One KMIP client connection, from TLS handshake to close.
 
     Lifecycle: ``connectionMade`` starts the handshake timer; ``handshakeCompleted``
@@ -201,10 +200,20 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
         self._progressing = False
         self._progress_again = False
         self._abort_call: IDelayedCall | None = None
+        self.timeOut: float | None = None
+        """Seconds of inactivity before :meth:`timeoutConnection` (None: no timer)."""
 
-    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
-        """Schedule on the factory's clock (TimeoutMixin's seam; tests pass a Clock)."""
-        return self.factory.clock.callLater(period, func)
+    def setTimeout(self, period: float | None) -> None:
+        """Call :meth:`timeoutConnection` after ``period`` seconds of inactivity (None:
+        never); the API of Twisted's ``TimeoutMixin``, on the factory's shared timer."""
+        self.timeOut = period
+        deadline = None if period is None else self.factory.clock.seconds() + period
+        self.factory.deadlines.set(self, deadline)
+
+    def resetTimeout(self) -> None:
+        """Activity: start the inactivity period again."""
+        if self.timeOut is not None:
+            self.factory.deadlines.set(self, self.factory.clock.seconds() + self.timeOut)
 
     @property
     def _link(self) -> _Transport:
@@ -220,11 +229,17 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
         self._link.registerProducer(self, True)
         self._producer_registered = True
         self.setTimeout(self.factory.limits.handshake_timeout)
-        self._log.debug("KMIP connection from {peer}", peer=self.address)
+        # Connections are logged once, when they close (with whom and how many
+        # requests): vCenter opens one per step, and each log line costs more than the
+        # step's KMIP request.
 
     def handshakeCompleted(self) -> None:
-        """TLS is up: identify the peer by the certificate it presented (if any)."""
-        self.identify(peer_certificate(self.transport), peer_certificate_chain(self.transport))
+        """TLS is up: identify the peer by the certificate it presented (if any).
+
+        The rest of the chain it sent is read only if the certificate itself is not
+        registered (most connections never need it).
+        """
+        self.identify(peer_certificate(self.transport))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Forget the connection; responses still being computed are dropped."""
@@ -253,9 +268,13 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
         elif self.requests == 0:
             # vCenter probes the server (fetching its certificate, health checks) with
             # connections that carry no KMIP message: normal, and frequent.
-            self._log.debug("Connection from {peer} closed without a KMIP request", **fields)
+            self._log.debug(
+                "Connection from {peer} ({tenant}) closed without a KMIP request", **fields
+            )
         else:
-            self._log.debug("Connection from {peer} closed after {requests} requests", **fields)
+            self._log.debug(
+                "Connection from {peer} ({tenant}) closed after {requests} requests", **fields
+            )
 
     def timeoutConnection(self) -> None:
         """The handshake or idle timer ran out: close the connection."""
@@ -302,7 +321,8 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
         """Resolve the peer's identity from its certificate (None: it presented none).
 
         Called by :meth:`handshakeCompleted` on every handshake (tests call it directly)
-        with the certificates the peer sent in ``chain``.  A certificate is a tenant's
+        with the certificates the peer sent in ``chain`` (None: read them from the TLS
+        transport when needed).  A certificate is a tenant's
         when its fingerprint is registered, or else when it chains to a CA the tenant
         trusts.  Requests that arrive before the identity is known wait, in order.  A
         certificate that is neither is recorded as pending; the peer keeps its
@@ -311,12 +331,12 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
         self._handshake_done = True
         self._identifying = True
         self._update_timeout()
-        result = Deferred.fromCoroutine(self._identify(certificate, chain or []))
+        result = Deferred.fromCoroutine(self._identify(certificate, chain))
         result.addErrback(self._identify_failed)
         return result
 
     async def _identify(
-        self, certificate: x509.Certificate | None, chain: list[x509.Certificate]
+        self, certificate: x509.Certificate | None, chain: list[x509.Certificate] | None
     ) -> None:
         """Look the certificate's fingerprint up, then its chain; see :meth:`identify`."""
         if certificate is None:
@@ -336,18 +356,13 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
         if self._closed:
             return
         if tenant is not None:
-            self._log.debug(
-                "{peer} is tenant {tenant} (certificate {fingerprint}, {subject})",
-                peer=self.address,
-                tenant=tenant,
-                fingerprint=peer_fingerprint,
-                subject=subject,
-            )
             self._identified(Peer(self.address, peer_fingerprint, tenant, subject))
             return
         trusted = await _resolve(self.factory.tenancy.list_trusted_cas(None))
         if self._closed:
             return
+        if chain is None:
+            chain = peer_certificate_chain(self.transport)
         match = self.factory.trusted_cas.match(
             certificate,
             chain,
@@ -624,6 +639,62 @@ class KMIPServerProtocol(Protocol, TimeoutMixin):
             self._link.abortConnection()
 
 
+class _Deadlines:
+    """Every connection's inactivity deadline, on one reactor timer for them all.
+
+    A timer per connection puts a thousand idle connections in the reactor's timer
+    heap, and every timer of the busy ones (TLS schedules one per write) then pays for
+    them.  Here a deadline is a dict entry, moved at each request for nothing; the one
+    timer is due at the earliest deadline, and when it fires it times out whoever is
+    due and waits for the next.
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        self._deadlines: dict[KMIPServerProtocol, float] = {}
+        self._call: IDelayedCall | None = None
+        self._call_at = 0.0
+
+    def set(self, connection: KMIPServerProtocol, deadline: float | None) -> None:
+        """Time ``connection`` out at ``deadline`` (seconds on the clock; None: never)."""
+        if deadline is None:
+            if self._deadlines.pop(connection, None) is not None and not self._deadlines:
+                self._cancel()
+            return
+        self._deadlines[connection] = deadline
+        if self._call is None or deadline < self._call_at:
+            self._schedule(deadline)
+
+    def _cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _schedule(self, deadline: float) -> None:
+        self._cancel()
+        self._call_at = deadline
+        self._call = self.clock.callLater(max(0.0, deadline - self.clock.seconds()), self._due)
+
+    def _due(self) -> None:
+        """Time out the connections whose deadline has passed; wait for the next."""
+        self._call = None
+        now = self.clock.seconds()
+        due = [connection for connection, at in self._deadlines.items() if at <= now]
+        for connection in due:
+            del self._deadlines[connection]
+        for connection in due:
+            connection.timeOut = None
+            try:
+                connection.timeoutConnection()
+            except Exception:
+                _factory_log.failure("Timing out {peer} failed", peer=connection.address)
+        if self._deadlines and self._call is None:
+            self._schedule(min(self._deadlines.values()))
+
+
+_factory_log = Logger()
+
+
 class _RefusedConnection(Protocol):
     """A connection past ``max_connections``: closed as soon as it is made."""
 
@@ -656,6 +727,8 @@ class KMIPServerFactory(Factory):
         self.tenancy = tenancy
         self.clock = clock
         self.limits = limits if limits is not None else ConnectionLimits()
+        self.deadlines = _Deadlines(clock)
+        """The inactivity (and handshake) deadlines of the connections, on one timer."""
         self.relays: list[Callable[[str, str], object]] = []
         """Told of every ``disconnect_*`` (kind, argument): the other worker processes
         serving this port (``kmiptwist.workers``) cut their connections too."""

@@ -59,8 +59,6 @@ from kmiptwist.processor import KMIPProcessor
 from kmiptwist.protocol import ConnectionLimits, KMIPServerFactory
 from kmiptwist.store.sqlite import SQLiteStore
 from kmiptwist.tls import ServerTLSOptions, server_tls_options
-from kmiptwist.wrapping.cache import MaterialCache
-from kmiptwist.wrapping.local import LocalRootKeyWrapper, RootKeyError, load_root_key
 from kmiptwist.workers import (
     LISTEN_BACKLOG,
     InheritedPortEndpoint,
@@ -68,6 +66,8 @@ from kmiptwist.workers import (
     WorkerPool,
     worker_audit_path,
 )
+from kmiptwist.wrapping.cache import MaterialCache
+from kmiptwist.wrapping.local import LocalRootKeyWrapper, RootKeyError, load_root_key
 
 __all__ = ["KMIPService", "StartupError", "make_kmip_service", "tls_server_endpoint"]
 
@@ -441,7 +441,9 @@ def make_kmip_service(
     pool: WorkerPool | None = None
     if listen_descriptor is not None:
         descriptor, family = listen_descriptor
-        endpoint = tls_over(InheritedPortEndpoint(reactor, descriptor, family), tls_options, reactor)
+        endpoint = tls_over(
+            InheritedPortEndpoint(reactor, descriptor, family), tls_options, reactor
+        )
     elif configuration.workers > 1:
         endpoint = tls_over(
             ReusePortEndpoint(reactor, configuration.interface, configuration.port),

@@ -377,9 +377,7 @@ def _encode_items(items: Any, out: bytearray) -> None:
                 out += _PAD[: -length & 7]
         elif item_type == 0x02:  # Integer
             if not -0x80000000 <= value <= 0x7FFFFFFF:
-                raise TTLVError(
-                    f"value {value} of 0x{tag:06X} does not fit a signed 32-bit field"
-                )
+                raise TTLVError(f"value {value} of 0x{tag:06X} does not fit a signed 32-bit field")
             out += _pack_i32_item(head, 4, value)
         elif item_type in _EIGHT_BYTE_TYPES:
             out += _pack_i64_item(head, 8, value)
@@ -391,4 +389,3 @@ def _encode_items(items: Any, out: bytearray) -> None:
             out += value.to_bytes(size, "big", signed=True)
         else:
             raise TTLVError(f"cannot encode item type 0x{item_type:02X}")
-

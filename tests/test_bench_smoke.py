@@ -80,6 +80,6 @@ class BenchSmokeTests(SynchronousTestCase):
         self.assertEqual(idle["idle_connections"], results["settings"]["idle_connections"])
         with open(os.path.join(out, "results.md"), encoding="utf-8") as report_file:
             report = report_file.read()
-        self.assertIn("| scenario | kmiptwist ops/s |", report)
-        self.assertIn("× PyKMIP", report)
+        self.assertIn("| scenario | kmiptwist | PyKMIP | limit | × PyKMIP | of limit |", report)
+        self.assertIn("| scenario | server | p50 | p95 | p99 |", report)
         self.assertIn("server CPU per get ≤ 150 µs", report)
