@@ -639,6 +639,9 @@ class KMIPServerProtocol(Protocol):
             self._link.abortConnection()
 
 
+_deadlines_log = Logger()
+
+
 class _Deadlines:
     """Every connection's inactivity deadline, on one reactor timer for them all.
 
@@ -687,12 +690,9 @@ class _Deadlines:
             try:
                 connection.timeoutConnection()
             except Exception:
-                _factory_log.failure("Timing out {peer} failed", peer=connection.address)
+                _deadlines_log.failure("Timing out {peer} failed", peer=connection.address)
         if self._deadlines and self._call is None:
             self._schedule(min(self._deadlines.values()))
-
-
-_factory_log = Logger()
 
 
 class _RefusedConnection(Protocol):
