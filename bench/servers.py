@@ -262,12 +262,20 @@ class KmiptwistServer(Server):
             time.sleep(1.0)
 
     def populate(self, prefix: str, count: int, start: int = 0) -> list[str]:
-        """Create the keys through kmiptwist's own Create, in two processes (the server is
-        idle meanwhile) on the same store."""
-        return self._populate(
-            ["kmiptwist", "--data-dir", self.data_dir, *_numbering(prefix, count, start)],
-            processes=2,
-        )
+        """Create the keys through kmiptwist's own Create, in two processes on the same
+        store.  A single-process server holds its store exclusively (it trusts its own
+        cache), so it is stopped meanwhile and started again on the same port."""
+        running = self.process is not None and self.process.poll() is None
+        if running:
+            self.stop()
+        try:
+            return self._populate(
+                ["kmiptwist", "--data-dir", self.data_dir, *_numbering(prefix, count, start)],
+                processes=2,
+            )
+        finally:
+            if running:
+                self.start()
 
     def object_count(self) -> int:
         import sqlite3

@@ -61,6 +61,11 @@ class IKeyStore(Interface):
     def get_object(tenant: str, unique_identifier: str) -> Deferred[Any]:
         """The object, or None when it does not exist in ``tenant``."""
 
+    def object_revision(tenant: str, unique_identifier: str) -> Deferred[Any]:
+        """``(seq, revision)`` of the stored object, or None when it does not exist in
+        ``tenant``: cheaper than :meth:`get_object`, for telling whether an object
+        changed since it was read (by any process sharing the store)."""
+
     def update_object(obj: ManagedObject) -> Deferred[Any]:
         """Replace the stored attributes and material of ``obj``.
 

@@ -192,25 +192,28 @@ def _parse_credentials(authentication: Item) -> list[Credential]:
 
 def parse_header(item: Item) -> RequestHeader:
     """Read a Request Header; raise Invalid Message on anything malformed."""
-    _expect(item, Tag.REQUEST_HEADER, ItemType.STRUCTURE, "Request Header")
+    if item.type != _STRUCTURE:
+        _expect(item, Tag.REQUEST_HEADER, ItemType.STRUCTURE, "Request Header")
     version: ProtocolVersion | None = None
     batch_count = -1
-    fields: dict[str, object] = {}
+    fields: dict[str, object] | None = None
     for child in item.value:
         tag = child.tag
-        if tag == Tag.PROTOCOL_VERSION:
-            version = ProtocolVersion.from_item(child)
-        elif tag == Tag.BATCH_COUNT:
-            if child.type != ItemType.INTEGER:
+        if tag == _PROTOCOL_VERSION:
+            version = _protocol_version(child)
+        elif tag == _BATCH_COUNT:
+            if child.type != _INTEGER:
                 _expect(child, tag, ItemType.INTEGER, "Batch Count")
             batch_count = child.value
         else:
+            if fields is None:
+                fields = {}
             known = _HEADER_FIELDS.get(tag)
             if known is not None:
                 name, item_type, what = known
                 _expect(child, tag, item_type, what)
                 fields[name] = child.value
-            elif tag == Tag.AUTHENTICATION:
+            elif tag == _AUTHENTICATION:
                 fields["credentials"] = _parse_credentials(child)
         # Other header fields (attestation, server correlation value) are optional
         # and do not change what this server does.
@@ -218,7 +221,24 @@ def parse_header(item: Item) -> RequestHeader:
         raise invalid_message("Request Header has no Protocol Version")
     if batch_count < 0:
         raise invalid_message("Request Header has no Batch Count")
+    if fields is None:
+        return RequestHeader(version, batch_count)
     return RequestHeader(version, batch_count, **fields)  # type: ignore[arg-type]
+
+
+def _protocol_version(item: Item) -> ProtocolVersion:
+    """A Protocol Version structure; the common two-field form read without searching."""
+    children = item.value
+    if item.type == _STRUCTURE and len(children) == 2:
+        major, minor = children
+        if (
+            major.tag == _MAJOR
+            and minor.tag == _MINOR
+            and major.type == _INTEGER
+            and minor.type == _INTEGER
+        ):
+            return ProtocolVersion(major.value, minor.value)
+    return ProtocolVersion.from_item(item)
 
 
 _HEADER_FIELDS: dict[int, tuple[str, int, str]] = {
@@ -259,23 +279,28 @@ def guess_version(item: Item) -> ProtocolVersion | None:
 
 def parse_batch_item(item: Item) -> RequestBatchItem:
     """Read a request Batch Item; raise Invalid Message on anything malformed."""
-    _expect(item, Tag.BATCH_ITEM, ItemType.STRUCTURE, "Batch Item")
+    if item.type != _STRUCTURE:
+        _expect(item, Tag.BATCH_ITEM, ItemType.STRUCTURE, "Batch Item")
     operation = None
     payload = None
     batch_id = None
     for child in item.value:
-        if child.tag == Tag.OPERATION:
-            _expect(child, Tag.OPERATION, ItemType.ENUMERATION, "Operation")
+        tag = child.tag
+        if tag == _OPERATION:
+            if child.type != _ENUMERATION:
+                _expect(child, tag, ItemType.ENUMERATION, "Operation")
             operation = child.value
-        elif child.tag == Tag.REQUEST_PAYLOAD:
-            _expect(child, Tag.REQUEST_PAYLOAD, ItemType.STRUCTURE, "Request Payload")
+        elif tag == _REQUEST_PAYLOAD:
+            if child.type != _STRUCTURE:
+                _expect(child, tag, ItemType.STRUCTURE, "Request Payload")
             payload = child
-        elif child.tag == Tag.UNIQUE_BATCH_ITEM_ID:
-            _expect(child, Tag.UNIQUE_BATCH_ITEM_ID, ItemType.BYTE_STRING, "Unique Batch Item ID")
+        elif tag == _UNIQUE_BATCH_ITEM_ID:
+            if child.type != _BYTE_STRING:
+                _expect(child, tag, ItemType.BYTE_STRING, "Unique Batch Item ID")
             batch_id = child.value
     if operation is None:
         raise invalid_message("Batch Item has no Operation")
-    return RequestBatchItem(operation=operation, payload=payload, unique_batch_item_id=batch_id)
+    return RequestBatchItem(operation, payload, batch_id)
 
 
 def parse_request(item: Item) -> RequestMessage:
@@ -284,20 +309,46 @@ def parse_request(item: Item) -> RequestMessage:
     The Batch Count must match the number of batch items: a count that lies is a
     malformed message, not something to guess around.
     """
-    if item.tag != Tag.REQUEST_MESSAGE or item.type != ItemType.STRUCTURE:
+    if item.tag != _REQUEST_MESSAGE or item.type != _STRUCTURE:
         raise invalid_message(f"expected a Request Message, got tag 0x{item.tag:06X}")
-    header_item = item.find(Tag.REQUEST_HEADER)
+    header_item = None
+    batch_children = []
+    for child in item.value:
+        tag = child.tag
+        if tag == _BATCH_ITEM:
+            batch_children.append(child)
+        elif tag == _REQUEST_HEADER and header_item is None:
+            header_item = child
     if header_item is None:
         raise invalid_message("Request Message has no Request Header")
     header = parse_header(header_item)
-    batch_items = [parse_batch_item(child) for child in item.find_all(Tag.BATCH_ITEM)]
+    batch_items = [parse_batch_item(child) for child in batch_children]
     if not batch_items:
         raise invalid_message("Request Message has no Batch Item")
     if header.batch_count != len(batch_items):
         raise invalid_message(
             f"Batch Count is {header.batch_count} but the message holds {len(batch_items)} batch items"
         )
-    return RequestMessage(header=header, batch_items=batch_items)
+    return RequestMessage(header, batch_items)
+
+
+# Tags and types as plain ints: an IntEnum member costs a slow class attribute lookup
+# on every use, and these are read for every request.
+_REQUEST_MESSAGE = int(Tag.REQUEST_MESSAGE)
+_REQUEST_HEADER = int(Tag.REQUEST_HEADER)
+_PROTOCOL_VERSION = int(Tag.PROTOCOL_VERSION)
+_MAJOR = int(Tag.PROTOCOL_VERSION_MAJOR)
+_MINOR = int(Tag.PROTOCOL_VERSION_MINOR)
+_BATCH_COUNT = int(Tag.BATCH_COUNT)
+_AUTHENTICATION = int(Tag.AUTHENTICATION)
+_BATCH_ITEM = int(Tag.BATCH_ITEM)
+_OPERATION = int(Tag.OPERATION)
+_REQUEST_PAYLOAD = int(Tag.REQUEST_PAYLOAD)
+_UNIQUE_BATCH_ITEM_ID = int(Tag.UNIQUE_BATCH_ITEM_ID)
+_STRUCTURE = ItemType.STRUCTURE
+_INTEGER = ItemType.INTEGER
+_ENUMERATION = ItemType.ENUMERATION
+_BYTE_STRING = ItemType.BYTE_STRING
 
 
 def encode_response(
@@ -308,24 +359,17 @@ def encode_response(
     The envelope is written as bytes directly (only the payloads go through the item
     codec): it is the same few fields on every response.
     """
-    body = [
-        _pack_structure_header(_RESPONSE_HEADER_HEAD, 72),
-        _pack_structure_header(_PROTOCOL_VERSION_HEAD, 32),
-        _pack_integer_item(_MAJOR_HEAD, 4, version.major),
-        _pack_integer_item(_MINOR_HEAD, 4, version.minor),
-        _pack_date_item(_TIME_STAMP_HEAD, 8, time_stamp),
-        _pack_integer_item(_BATCH_COUNT_HEAD, 4, len(batch_items)),
-    ]
+    body = [_response_header(version, time_stamp, len(batch_items))]
     for batch_item in batch_items:
         fields = []
         if batch_item.operation is not None:
             fields.append(_pack_enumeration_item(_OPERATION_HEAD, 4, batch_item.operation))
-        if batch_item.unique_batch_item_id is not None:
-            fields.append(
-                ttlv.encode(
-                    ttlv.byte_string(Tag.UNIQUE_BATCH_ITEM_ID, batch_item.unique_batch_item_id)
-                )
-            )
+        batch_id = batch_item.unique_batch_item_id
+        if batch_id is not None:
+            fields.append(_pack_structure_header(_UNIQUE_BATCH_ITEM_ID_HEAD, len(batch_id)))
+            fields.append(batch_id)
+            if len(batch_id) & 7:
+                fields.append(_PAD[: -len(batch_id) & 7])
         fields.append(_pack_enumeration_item(_RESULT_STATUS_HEAD, 4, batch_item.result_status))
         if batch_item.result_reason is not None:
             fields.append(_pack_enumeration_item(_RESULT_REASON_HEAD, 4, batch_item.result_reason))
@@ -333,13 +377,43 @@ def encode_response(
             fields.append(
                 ttlv.encode(ttlv.text_string(Tag.RESULT_MESSAGE, batch_item.result_message))
             )
-        if batch_item.payload is not None:
-            fields.append(ttlv.encode_structure(Tag.RESPONSE_PAYLOAD, batch_item.payload))
+        payload = batch_item.payload
+        if payload is not None:
+            if len(payload) == 1 and payload[0].type == _ENCODED:
+                encoded_payload = payload[0].value
+                fields.append(_pack_structure_header(_RESPONSE_PAYLOAD_HEAD, len(encoded_payload)))
+                fields.append(encoded_payload)
+            else:
+                fields.append(ttlv.encode_structure(_RESPONSE_PAYLOAD, payload))
         encoded = b"".join(fields)
         body.append(_pack_structure_header(_BATCH_ITEM_HEAD, len(encoded)))
         body.append(encoded)
     message = b"".join(body)
     return _pack_structure_header(_RESPONSE_MESSAGE_HEAD, len(message)) + message
+
+
+_HEADERS: dict[tuple[ProtocolVersion, int, int], bytes] = {}
+"""Response Headers of the current second, by version and batch count."""
+
+
+def _response_header(version: ProtocolVersion, time_stamp: int, count: int) -> bytes:
+    """The Response Header: the same bytes for every response of a second."""
+    key = (version, time_stamp, count)
+    header = _HEADERS.get(key)
+    if header is None:
+        if len(_HEADERS) >= 64:
+            _HEADERS.clear()
+        header = _HEADERS[key] = b"".join(
+            [
+                _pack_structure_header(_RESPONSE_HEADER_HEAD, 72),
+                _pack_structure_header(_PROTOCOL_VERSION_HEAD, 32),
+                _pack_integer_item(_MAJOR_HEAD, 4, version.major),
+                _pack_integer_item(_MINOR_HEAD, 4, version.minor),
+                _pack_date_item(_TIME_STAMP_HEAD, 8, time_stamp),
+                _pack_integer_item(_BATCH_COUNT_HEAD, 4, count),
+            ]
+        )
+    return header
 
 
 def _head(tag: int, item_type: int) -> int:
@@ -358,6 +432,11 @@ _MINOR_HEAD = _head(Tag.PROTOCOL_VERSION_MINOR, ItemType.INTEGER)
 _TIME_STAMP_HEAD = _head(Tag.TIME_STAMP, ItemType.DATE_TIME)
 _BATCH_COUNT_HEAD = _head(Tag.BATCH_COUNT, ItemType.INTEGER)
 _BATCH_ITEM_HEAD = _head(Tag.BATCH_ITEM, ItemType.STRUCTURE)
+_RESPONSE_PAYLOAD = int(Tag.RESPONSE_PAYLOAD)
+_RESPONSE_PAYLOAD_HEAD = _head(Tag.RESPONSE_PAYLOAD, ItemType.STRUCTURE)
+_ENCODED = ItemType.ENCODED
+_UNIQUE_BATCH_ITEM_ID_HEAD = _head(Tag.UNIQUE_BATCH_ITEM_ID, ItemType.BYTE_STRING)
+_PAD = bytes(8)
 _OPERATION_HEAD = _head(Tag.OPERATION, ItemType.ENUMERATION)
 _RESULT_STATUS_HEAD = _head(Tag.RESULT_STATUS, ItemType.ENUMERATION)
 _RESULT_REASON_HEAD = _head(Tag.RESULT_REASON, ItemType.ENUMERATION)

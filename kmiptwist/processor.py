@@ -77,17 +77,20 @@ class AuditSink(TypingProtocol):
 _AUDIT_NAMES = {int(member): f"kmip.{member.name.lower()}" for member in Operation}
 """The audit log's name of each operation (``kmip.get_attributes``)."""
 
+_UNIQUE_IDENTIFIER = int(Tag.UNIQUE_IDENTIFIER)
+_CONTINUE = int(BatchErrorContinuationOption.CONTINUE)
+_UNDO = int(BatchErrorContinuationOption.UNDO)
+_SUCCESS = int(ResultStatus.SUCCESS)
+
 MAX_REFUSALS_AUDITED = 100
 """Refused requests (peers without a tenant) audited per second; the rest are counted."""
 
 
-def _audited_identifier(
-    request: ttlv.Item | None, response: list[ttlv.Item] | None
-) -> str | None:
+def _audited_identifier(request: ttlv.Item | None, response: list[ttlv.Item] | None) -> str | None:
     """The object an operation acted on: the request's Unique Identifier, else the one
     the response names (Create, Register, or an ID Placeholder that was used)."""
     if request is not None:
-        found = request.find(Tag.UNIQUE_IDENTIFIER)
+        found = request.find(_UNIQUE_IDENTIFIER)
         if found is not None and found.type == ItemType.TEXT_STRING:
             return str(found.value)
     if response:
@@ -255,10 +258,9 @@ class KMIPProcessor:
             peer_fingerprint=peer.fingerprint,
             header=request.header,
         )
-        stop_on_error = (
-            request.header.batch_error_continuation_option != BatchErrorContinuationOption.CONTINUE
-        )
-        undo = request.header.batch_error_continuation_option == BatchErrorContinuationOption.UNDO
+        option = request.header.batch_error_continuation_option
+        stop_on_error = option != _CONTINUE
+        undo = option == _UNDO
         if undo:
             context.hold_writes()
         results: list[ResponseBatchItem] = []
@@ -266,7 +268,7 @@ class KMIPProcessor:
             result = await self._run_item(context, batch_item.operation, batch_item.payload, peer)
             result.unique_batch_item_id = batch_item.unique_batch_item_id
             results.append(result)
-            if stop_on_error and result.result_status != ResultStatus.SUCCESS:
+            if stop_on_error and result.result_status != _SUCCESS:
                 break
         if undo:
             await self._finish_undoable(context, results, peer)
@@ -311,7 +313,7 @@ class KMIPProcessor:
             return await self._execute(context, operation, payload, peer)
         notes = audit_notes()
         result = await self._execute(context, operation, payload, peer)
-        succeeded = result.result_status == ResultStatus.SUCCESS
+        succeeded = result.result_status == _SUCCESS
         self.audit.record_nowait(
             actor=f"cert:{peer.fingerprint}",
             operation=_AUDIT_NAMES.get(operation) or f"kmip.{_operation_name(operation)}",
@@ -369,6 +371,4 @@ class KMIPProcessor:
                 f"{_operation_name(operation)} failed on an internal error; the server log has details",
             )
             return ResponseBatchItem.failure(operation, None, internal)
-        return ResponseBatchItem(
-            operation=operation, result_status=ResultStatus.SUCCESS, payload=response_payload
-        )
+        return ResponseBatchItem(operation, _SUCCESS, payload=response_payload)

@@ -37,8 +37,41 @@ CRYPTOGRAPHIC_OBJECTS = frozenset(
 
 
 def _default(obj: ManagedObject, name: str, item: ttlv.Item) -> None:
-    if not obj.values(name):
-        obj.set(name, item)
+    if not obj.attributes.get(name):
+        obj.attributes[name] = [item]
+
+
+# Items are immutable (structures aside): the values every new object gets are made once.
+_FALSE = {
+    name: ttlv.boolean(tag, False)
+    for name, tag in (
+        ("Sensitive", Tag.SENSITIVE),
+        ("Always Sensitive", Tag.ALWAYS_SENSITIVE),
+        ("Never Extractable", Tag.NEVER_EXTRACTABLE),
+        ("Fresh", Tag.FRESH),
+    )
+}
+_TRUE = {
+    name: ttlv.boolean(tag, True)
+    for name, tag in (
+        ("Extractable", Tag.EXTRACTABLE),
+        ("Always Sensitive", Tag.ALWAYS_SENSITIVE),
+        ("Never Extractable", Tag.NEVER_EXTRACTABLE),
+        ("Fresh", Tag.FRESH),
+    )
+}
+_SOFTWARE = ttlv.integer(Tag.PROTECTION_STORAGE_MASK, ProtectionStorageMask.SOFTWARE)
+_KEY_FORMAT_TYPE = int(Tag.KEY_FORMAT_TYPE)
+_SHORT_UNIQUE_IDENTIFIER = int(Tag.SHORT_UNIQUE_IDENTIFIER)
+_TEMPLATE = int(ObjectType.TEMPLATE)
+_DATES = [
+    (name, int(tag))
+    for name, tag in (
+        ("Initial Date", Tag.INITIAL_DATE),
+        ("Last Change Date", Tag.LAST_CHANGE_DATE),
+        ("Original Creation Date", Tag.ORIGINAL_CREATION_DATE),
+    )
+]
 
 
 def set_initial(
@@ -50,29 +83,30 @@ def set_initial(
     lease_time: int | None,
 ) -> None:
     """Give a new object the attributes the server sets (the client's values stay)."""
-    obj.set_date("Initial Date", now)
-    obj.set_date("Last Change Date", now)
-    obj.set_date("Original Creation Date", now)
-    obj.set(
-        "Short Unique Identifier",
+    attributes = obj.attributes
+    for name, tag in _DATES:
+        attributes[name] = [ttlv.Item(tag, ttlv.ItemType.DATE_TIME, now)]
+    attributes["Short Unique Identifier"] = [
         ttlv.byte_string(
-            Tag.SHORT_UNIQUE_IDENTIFIER, hashlib.sha256(obj.unique_identifier.encode()).digest()
-        ),
-    )
-    if obj.object_type == ObjectType.TEMPLATE:
+            _SHORT_UNIQUE_IDENTIFIER, hashlib.sha256(obj.unique_identifier.encode()).digest()
+        )
+    ]
+    if obj.object_type == _TEMPLATE:
         return
-    obj.set(
-        "Protection Storage Mask",
-        ttlv.integer(Tag.PROTECTION_STORAGE_MASK, ProtectionStorageMask.SOFTWARE),
-    )
+    attributes["Protection Storage Mask"] = [_SOFTWARE]
     if key_format_type is not None:
-        obj.set("Key Format Type", ttlv.enumeration(Tag.KEY_FORMAT_TYPE, key_format_type))
-    _default(obj, "Sensitive", ttlv.boolean(Tag.SENSITIVE, False))
-    _default(obj, "Extractable", ttlv.boolean(Tag.EXTRACTABLE, True))
-    obj.set("Always Sensitive", ttlv.boolean(Tag.ALWAYS_SENSITIVE, obj.value("Sensitive")))
-    obj.set("Never Extractable", ttlv.boolean(Tag.NEVER_EXTRACTABLE, not obj.value("Extractable")))
-    _default(obj, "Fresh", ttlv.boolean(Tag.FRESH, True))
-    _start_usage_limits(obj)
+        attributes["Key Format Type"] = [ttlv.enumeration(_KEY_FORMAT_TYPE, key_format_type)]
+    _default(obj, "Sensitive", _FALSE["Sensitive"])
+    _default(obj, "Extractable", _TRUE["Extractable"])
+    attributes["Always Sensitive"] = [
+        (_TRUE if obj.value("Sensitive") else _FALSE)["Always Sensitive"]
+    ]
+    attributes["Never Extractable"] = [
+        (_FALSE if obj.value("Extractable") else _TRUE)["Never Extractable"]
+    ]
+    _default(obj, "Fresh", _TRUE["Fresh"])
+    if "Usage Limits" in attributes:
+        _start_usage_limits(obj)
     if lease_time is not None and obj.object_type in CRYPTOGRAPHIC_OBJECTS:
         obj.set("Lease Time", ttlv.interval(Tag.LEASE_TIME, lease_time))
     if generated:

@@ -391,7 +391,10 @@ def make_kmip_service(
         raise StartupError(f"cannot load the root key {root_key_path}: {error}") from None
 
     database = configuration.database_path
-    store = SQLiteStore(database, reactor)
+    # One process alone trusts its own cache; workers check every read (see SQLiteStore).
+    store = SQLiteStore(
+        database, reactor, sole_writer=worker is None and configuration.workers <= 1
+    )
     cache = MaterialCache(configuration.cache_max_entries, configuration.cache_ttl, reactor)
     try:
         keyprotect = settings_from(configuration)
@@ -407,9 +410,7 @@ def make_kmip_service(
         server_information=ServerInformation(server_version=__version__),
         interop_testing=configuration.interop_testing,
         # RSA key pair generation takes up to seconds: never on the reactor thread.
-        run_blocking=lambda function: deferToThreadPool(
-            reactor, reactor.getThreadPool(), function
-        ),
+        run_blocking=lambda function: deferToThreadPool(reactor, reactor.getThreadPool(), function),
     )
     audit = AuditLog(
         worker_audit_path(configuration, worker or 0),

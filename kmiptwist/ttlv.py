@@ -19,6 +19,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_structure",
+    "encoded",
     "structure",
     "integer",
     "long_integer",
@@ -47,6 +48,11 @@ class ItemType:
     DATE_TIME = 0x09
     INTERVAL = 0x0A
     DATE_TIME_EXTENDED = 0x0B
+
+    ENCODED = 0x100
+    """Not a wire type: an item whose value is the TTLV bytes of items encoded earlier,
+    written out as they are (an answer kept from a previous request).  It cannot be
+    decoded from the wire, whose type field is one byte."""
 
     NAMES = {
         0x01: "Structure",
@@ -341,6 +347,13 @@ def encode(item: Item) -> bytes:
     return bytes(out)
 
 
+def encoded(items: list[Item]) -> Item:
+    """One item standing for ``items``, encoded now (see ``ItemType.ENCODED``)."""
+    out = bytearray()
+    _encode_items(items, out)
+    return Item(0, ItemType.ENCODED, bytes(out))
+
+
 def encode_structure(tag: int, children: list[Item]) -> bytes:
     """Encode a Structure of ``children``: ``encode(structure(tag, children))``."""
     out = bytearray(_PAD)
@@ -387,5 +400,7 @@ def _encode_items(items: Any, out: bytearray) -> None:
             size = max(8, ((value.bit_length() + 8) // 8 + 7) & ~7)
             out += _pack_header(head, size)
             out += value.to_bytes(size, "big", signed=True)
+        elif item_type == 0x100:  # ItemType.ENCODED: bytes encoded before
+            out += value
         else:
             raise TTLVError(f"cannot encode item type 0x{item_type:02X}")

@@ -4,21 +4,25 @@ verified line by line, and fed by every KMIP operation.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import sys
 from typing import Any, cast
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from kmiptwist import ttlv
+from kmiptwist import audit, ttlv
 from kmiptwist.audit import (
     GENESIS,
     AuditError,
     AuditLog,
+    canonical,
     note_correlation_id,
     record_hash,
     verify_file,
@@ -152,6 +156,302 @@ class AuditLogTests(TestCase):
         await log.stopService()
         with self.assertRaises(AuditError):
             await log.record(actor="a", operation="x", result="success")
+
+    async def test_burst_is_written_in_order(self) -> None:
+        """A burst of KMIP records (written in batches, at most one fsync per
+        sync_interval) all reach the file in order, before a later admin record is
+        acknowledged; the log verifies."""
+        log = self.make(sync_interval=0.01)
+        for number in range(2000):
+            log.record_nowait(
+                actor="cert:ab",
+                operation="kmip.get",
+                result="success",
+                tenant="finance",
+                unique_identifier=f"uid-{number}",
+                peer="10.0.0.1:5000",
+                reason=None,
+            )
+        await log.record(actor="admin", operation="admin.tenant.create", result="success")
+        records = self.lines(log)
+        self.assertEqual(len(records), 2002)
+        self.assertEqual(log.written, 2002)
+        self.assertEqual(
+            [r.get("unique_identifier") for r in records[1:-1]],
+            [f"uid-{number}" for number in range(2000)],
+        )
+        self.assertNotIn("reason", records[1])
+        self.assertEqual(records[-1]["operation"], "admin.tenant.create")
+        await log.stopService()
+        self.assertTrue(verify_file(log.path).ok)
+
+    async def test_recovers_after_a_failed_write(self) -> None:
+        """After a failed write the log is unhealthy and the waiting admin change
+        fails; the next successful write, even of KMIP records nobody waits for,
+        makes it healthy again, and the chain goes on from the last record on disk."""
+        log = AuditLog(self.mktemp(), _reactor(), _reactor(), 0.0)
+        real_write, broken = log._write, [False]
+
+        def write(descriptor: int, entries: list[Any]) -> str | None:
+            if broken[0]:
+                return f"disk on fire ({len(entries)} records not written)"
+            return real_write(descriptor, entries)
+
+        log._write = write  # type: ignore[method-assign]
+        log.startService()
+        self.addCleanup(lambda: log.stopService() if log.running else None)
+        await log.record(actor="a", operation="before", result="success")
+        broken[0] = True
+        with self.assertRaises(AuditError):
+            await log.record(actor="a", operation="lost", result="success")
+        self.assertFalse(log.healthy)
+        self.assertIn("disk on fire", log.last_error or "")
+        broken[0] = False
+        log.record_nowait(actor="a", operation="after", result="success")
+        await log.stopService()
+        self.assertTrue(log.healthy)
+        self.assertIsNone(log.last_error)
+        records = self.lines(log)
+        self.assertEqual(
+            [r["operation"] for r in records], ["server.start", "before", "after", "server.stop"]
+        )
+        self.assertTrue(verify_file(log.path).ok)
+
+    async def test_restart_of_the_same_service(self) -> None:
+        """Stopping and starting the same audit service continues the chain."""
+        log = self.make()
+        await log.record(actor="a", operation="one", result="success")
+        await log.stopService()
+        log.startService()
+        await log.record(actor="a", operation="two", result="success")
+        await log.stopService()
+        records = self.lines(log)
+        self.assertEqual([r["seq"] for r in records], list(range(1, 7)))
+        self.assertTrue(verify_file(log.path).ok)
+
+    async def test_detail_json_cannot_encode(self) -> None:
+        """A detail JSON cannot encode is written as its repr: the writer keeps
+        going and the log verifies."""
+        log = self.make()
+
+        class Odd:
+            def __repr__(self) -> str:
+                return "<odd>"
+
+        await log.record(actor="a", operation="odd", result="success", thing=Odd(), count=2)
+        await log.record(actor="a", operation="next", result="success")
+        await log.stopService()
+        odd = self.lines(log)[1]
+        self.assertEqual((odd["thing"], odd["count"]), ("<odd>", 2))
+        self.assertTrue(verify_file(log.path).ok)
+
+
+def _reference_chain(entries: list[tuple[Any, ...]], seq: int, head: str) -> tuple[bytes, int, str]:
+    """How the writer formatted records before it had templates: a dict per record
+    through canonical() (the code as it was, kept here as the specification)."""
+    lines = []
+    for seconds, actor, operation, result, tenant, uid, correlation, details, _ in entries:
+        fields = {
+            "time": seconds,
+            "actor": actor,
+            "tenant": tenant,
+            "operation": operation,
+            "unique_identifier": uid,
+            "result": result,
+            "correlation_id": correlation,
+        }
+        for key, value in details.items():
+            if value is not None:
+                fields[key] = value
+        seq += 1
+        fields["seq"], fields["prev"], fields["time"] = seq, head, audit._iso(fields["time"])
+        body = canonical(fields)
+        head = hashlib.sha256(body).hexdigest()
+        lines.append(body[:-1] + b',"hash":"' + head.encode("ascii") + b'"}\n')
+    return b"".join(lines), seq, head
+
+
+_TRICKY = st.sampled_from(
+    ['"', "\\", "\x00", "\n\t\x1f\x7f", "\u2028", "é", "\U0001d11e", "\ud800", "%s", "{0}", "null"]
+)
+_TEXT = st.one_of(
+    st.text(st.characters(exclude_categories=()), max_size=12),
+    _TRICKY,
+    st.lists(_TRICKY, max_size=3).map("".join),
+)
+_NAMES = st.one_of(
+    st.sampled_from(
+        ["peer", "reason", "via_ca", "count", "dropped", "zeta", "actors", "a", "", "é"]
+    ),
+    _TEXT,
+).filter(lambda name: name not in audit._RESERVED)
+_DETAIL = st.one_of(
+    st.none(),
+    _TEXT,
+    st.integers(),
+    st.booleans(),
+    st.floats(),
+    st.lists(st.one_of(st.integers(), _TEXT), max_size=3),
+    st.dictionaries(_TEXT, st.integers(), max_size=2),
+)
+_SECONDS = st.one_of(
+    st.floats(min_value=-1e9, max_value=4e9),
+    st.integers(0, 4_000_000_000_000).map(lambda ms: ms / 1000 + 0.0005),
+    st.integers(0, 4_000_000_000_000).map(lambda ms: ms / 1000 - 0.0004999),
+    st.integers(0, 4_000_000_000),
+)
+_ANY_ENTRY = st.tuples(
+    _SECONDS,
+    st.one_of(_TEXT, st.none(), st.integers()),
+    _TEXT,
+    st.sampled_from(["success", "failure"]) | _TEXT,
+    st.one_of(st.none(), _TEXT),
+    st.one_of(st.none(), _TEXT),
+    st.one_of(st.none(), _TEXT, st.integers()),
+    st.dictionaries(_NAMES, _DETAIL, max_size=4),
+    st.none(),
+)
+"""Any record, most of them for the slow path (ints, floats, names sorting first...)."""
+_STRING_ENTRY = st.tuples(
+    _SECONDS,
+    _TEXT,
+    _TEXT,
+    _TEXT,
+    st.one_of(st.none(), _TEXT),
+    st.one_of(st.none(), _TEXT),
+    st.one_of(st.none(), _TEXT),
+    st.dictionaries(_NAMES.filter(lambda name: name > "actor"), st.none() | _TEXT, max_size=4),
+    st.none(),
+)
+"""Records of strings and None, as the server makes them: the fast path."""
+_ENTRY = st.one_of(_STRING_ENTRY, _STRING_ENTRY, _ANY_ENTRY)
+
+
+def _kmip_entry(seconds: float, **overrides: Any) -> tuple[Any, ...]:
+    """A record as the processor makes one, for a Get."""
+    details = {"reason": None, "peer": "10.0.0.1:5000", "via_ca": None}
+    details.update(overrides)
+    return (
+        seconds,
+        "cert:" + "ab" * 32,
+        "kmip.get",
+        "success",
+        "alpha",
+        "uid-1",
+        None,
+        details,
+        None,
+    )
+
+
+class FormatterTests(SynchronousTestCase):
+    """The writer's fast formatting writes exactly the bytes canonical() would, so
+    logs written before and after it verify the same way."""
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(_ENTRY, min_size=1, max_size=12), st.integers(0, 12), st.integers(0, 10**6))
+    @example([_kmip_entry(1_700_000_000.9995), _kmip_entry(1_700_000_001.0004)], 1, 0)
+    def test_same_bytes_as_canonical(
+        self, entries: list[tuple[Any, ...]], split: int, seq: int
+    ) -> None:
+        """Any mix of fields, details (None, unicode, quotes, control characters,
+        ints, floats, lists) and times, formatted in one or two batches, gives the
+        lines the original writer gave."""
+        head = hashlib.sha256(str(seq).encode()).hexdigest() if seq else GENESIS
+        expected = _reference_chain(entries, seq, head)
+        formatter = audit._Formatter()
+        first, middle, middle_head = formatter.chain(entries[:split], seq, head)
+        second, last, last_head = formatter.chain(entries[split:], middle, middle_head)
+        self.assertEqual(((first + second).encode("ascii"), last, last_head), expected)
+        if seq == 0:
+            self.assertTrue(verify_lines(iter((first + second).encode().splitlines())).ok)
+
+    def test_time_text(self) -> None:
+        """Record times are written as before, across seconds and back again (a
+        clock stepped back), rounding to the millisecond the same way."""
+        times = [
+            1_700_000_000.0,
+            1_700_000_000.9994,
+            1_700_000_000.9995,
+            1_700_000_001.0004,
+            1_700_000_000.5,
+            1_699_999_999.5,
+            0.0,
+            0.0005,
+            -0.0005,
+            -1.2,
+            86399.9999,
+            4_102_444_799.999,
+        ]
+        formatter = audit._Formatter()
+        text, _, _ = formatter.chain(
+            [(t, "a", "x", "success", None, None, None, {}, None) for t in times], 0, GENESIS
+        )
+        self.assertEqual(
+            [json.loads(line)["time"] for line in text.splitlines()],
+            [audit._iso(t) for t in times],
+        )
+
+    def test_records_of_the_server_take_the_fast_path(self) -> None:
+        """The processor's and the admin API's records never need the slow
+        canonical() path (the reason for the templates)."""
+
+        def slow(*_: Any) -> str:
+            raise AssertionError("took the slow path")
+
+        self.patch(audit, "_canonical_text", slow)
+        entries = [
+            _kmip_entry(1_700_000_000.25),
+            _kmip_entry(1_700_000_000.5, reason="ITEM_NOT_FOUND", via_ca="cd" * 32),
+            (
+                1_700_000_001.0,
+                "admin:uid=0(root)",
+                "admin.tenant.create",
+                "success",
+                "t",
+                None,
+                None,
+                {},
+                None,
+            ),
+            (1_700_000_001.0, "server", "server.start", "success", None, None, "c1,c2", {}, None),
+        ]
+        text, _, _ = audit._Formatter().chain(entries, 0, GENESIS)
+        self.assertEqual(text.encode("ascii"), _reference_chain(entries, 0, GENESIS)[0])
+
+    def test_detail_names_made_up_at_run_time(self) -> None:
+        """Records with ever new detail names are still written as canonical() would,
+        and the writer keeps a bounded number of format functions."""
+        entries = [
+            (5.0, "a", "x", "success", None, None, None, {f"field{n}": "v"}, None)
+            for n in range(audit._MAX_TEMPLATES + 20)
+        ]
+        formatter = audit._Formatter()
+        text, _, _ = formatter.chain(entries, 0, GENESIS)
+        self.assertEqual(text.encode("ascii"), _reference_chain(entries, 0, GENESIS)[0])
+        self.assertEqual(len(formatter._functions), audit._MAX_TEMPLATES)
+
+    def test_details_named_like_chain_fields(self) -> None:
+        """A detail called seq, prev, time or hash cannot break the chain: the
+        writer's own values win."""
+        entry = (
+            5.0,
+            "a",
+            "x",
+            "success",
+            None,
+            None,
+            None,
+            {"seq": 9, "prev": "p", "time": 1, "hash": "h", "n": 1},
+            None,
+        )
+        text, _, _ = audit._Formatter().chain([entry], 0, GENESIS)
+        record = json.loads(text)
+        self.assertEqual(
+            (record["seq"], record["prev"], record["time"], record["n"]),
+            (1, GENESIS, audit._iso(5.0), 1),
+        )
+        self.assertTrue(verify_lines(iter([text.encode()])).ok)
 
 
 def _record(seq: int, prev: str, operation: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
 from kmiptwist.store.schema import SchemaTooNew
 from kmiptwist.store.sqlite import (
-    _INSERT_ATTRIBUTE,
+    _INSERT_OBJECT,
     CertificateConflict,
     ObjectExists,
     SQLiteStore,
@@ -40,7 +40,9 @@ from kmiptwist.store.sqlite import (
     TenantExists,
     TenantHasObjects,
     UnknownTenant,
-    _attribute_rows,
+    _insert_index,
+    _stored_form,
+    install_functions,
     locate_sql,
 )
 from kmiptwist.testing.memory_store import MemoryStore
@@ -268,6 +270,22 @@ class _StoreContract:
         found.root_key_version = "version-2"
         await store.update_object(found)
         self.assertEqual((await store.get_object("alpha", "uid-1")).root_key_version, "version-2")
+
+    async def test_object_revision(self) -> None:
+        """Whether a copy read earlier is still current can be asked without reading the
+        object: (seq, revision) follows updates, tells objects apart, and is None for an
+        absent object or another tenant's."""
+        store = self.make_store()
+        self.assertIsNone(await store.object_revision("alpha", "uid-1"))
+        await self._add(store, _key("uid-1"), _key("uid-2"))
+        seq, revision = await store.object_revision("alpha", "uid-1")
+        self.assertEqual(revision, 0)
+        self.assertIsNone(await store.object_revision("beta", "uid-1"))
+        obj = await store.get_object("alpha", "uid-1")
+        await store.update_object(obj)
+        self.assertEqual(await store.object_revision("alpha", "uid-1"), (seq, 1))
+        other, _ = await store.object_revision("alpha", "uid-2")
+        self.assertTrue(other != seq)
 
     async def test_replace_wrapped_material(self) -> None:
         """A rewrapped form replaces the material only while it is still the one that was
@@ -820,32 +838,65 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         await defer.gatherResults(writes)
         self.assertEqual(await self.make_store(path).count_objects("alpha"), 10)
 
-    def test_locate_uses_index(self) -> None:
-        """Locate is answered from the attribute index, not by scanning the tenant's
-        objects, however the criteria are ordered."""
-        store = self.make_store()
-        criteria = [
-            LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE)),
-            LocateCriterion("Initial Date", ttlv.date_time(Tag.INITIAL_DATE, 5), ">="),
-            LocateCriterion("Name", _name("db")),
-        ]
+    def _plan(self, store: SQLiteStore, criteria: list[LocateCriterion]) -> str:
+        """The query plan of the Locate query for ``criteria``, one step per "|"."""
         conditions = schema.match_conditions(criteria)
         assert conditions is not None
-        self.assertEqual(conditions[0].name, "Name")
         sql, parameters = locate_sql("alpha", conditions, 0, 10)
-        plan = " | ".join(
+        return " | ".join(
             row[3]
             for row in cast(sqlite3.Connection, store._reader).execute(
                 "EXPLAIN QUERY PLAN " + sql, parameters
             )
         )
+
+    def test_locate_uses_index(self) -> None:
+        """Locate is answered from the attribute index, newest first straight from its
+        order, not by scanning or sorting the tenant's objects, however the criteria
+        are ordered; a range that does not drive the query is checked per candidate,
+        not by scanning the index over the range."""
+        store = self.make_store()
+        plan = self._plan(
+            store,
+            [
+                LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE)),
+                LocateCriterion("Initial Date", ttlv.date_time(Tag.INITIAL_DATE, 5), ">="),
+                LocateCriterion("Name", _name("db")),
+            ],
+        )
         self.assertTrue(
-            "USING COVERING INDEX attributes_by_value (tenant=? AND name=? AND match=?)" in plan,
+            "SEARCH a USING PRIMARY KEY (tenant=? AND name=? AND match=?)" in plan, plan
+        )
+        self.assertTrue("SEARCH o USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan)
+        self.assertTrue(
+            "SEARCH b USING PRIMARY KEY (tenant=? AND name=? AND match=? AND seq=?)" in plan, plan
+        )
+        # Name, State and the object's row: the date is not looked up in the index.
+        self.assertEqual(plan.count("SEARCH"), 3, plan)
+        self.assertFalse("SCAN" in plan or "TEMP B-TREE" in plan, plan)
+
+    def test_locate_range_uses_index(self) -> None:
+        """A Locate driven by a range reads the index over the range once, and the
+        objects by their key."""
+        store = self.make_store()
+        plan = self._plan(
+            store,
+            [
+                LocateCriterion("Initial Date", ttlv.date_time(Tag.INITIAL_DATE, 5), ">="),
+                LocateCriterion("Initial Date", ttlv.date_time(Tag.INITIAL_DATE, 9), "<="),
+                LocateCriterion("State", ttlv.enumeration(Tag.STATE, State.ACTIVE)),
+            ],
+        )
+        self.assertTrue(
+            "SEARCH attribute_index USING PRIMARY KEY (tenant=? AND name=? AND match>? AND match<?)"
+            in plan,
             plan,
         )
-        self.assertTrue("SEARCH o USING INDEX sqlite_autoindex_objects_1" in plan, plan)
-        self.assertTrue("SEARCH a USING PRIMARY KEY (unique_identifier=? AND name=?)" in plan, plan)
-        self.assertFalse("SCAN" in plan, plan)
+        self.assertTrue("SEARCH o USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan)
+        self.assertTrue(
+            "SEARCH b USING PRIMARY KEY (tenant=? AND name=? AND match=? AND seq=?)" in plan, plan
+        )
+        self.assertFalse("SCAN o" in plan or "SCAN attribute_index" in plan, plan)
 
     def test_file_is_private(self) -> None:
         """A new database (and its write-ahead log) is readable by the server's user only."""
@@ -921,19 +972,16 @@ class LocateEquivalenceTests(SynchronousTestCase):
         connection = sqlite3.connect(":memory:", isolation_level=None)
         self.addCleanup(connection.close)
         schema.migrate(connection)
+        install_functions(connection)
         memory = MemoryStore()
         for n, (tenant, attributes) in enumerate(objects):
             obj = ManagedObject(f"uid-{n}", tenant, ObjectType.OPAQUE_OBJECT, attributes)
             self.successResultOf(memory.add_object(obj))
-            connection.execute(
-                "INSERT INTO objects (unique_identifier, tenant, object_type, revision, created)"
-                " VALUES (?, ?, 0, 0, 0)",
-                (obj.unique_identifier, tenant),
-            )
-            connection.executemany(
-                _INSERT_ATTRIBUTE,
-                _attribute_rows(obj),
-            )
+            stored, entries, _ = _stored_form(obj.attributes)
+            seq = connection.execute(
+                _INSERT_OBJECT, (obj.unique_identifier, tenant, 0, None, 0, 0, None, stored)
+            ).lastrowid
+            _insert_index(connection, tenant, seq, entries)
         expected = self.successResultOf(memory.locate("alpha", criteria, offset, maximum))
         conditions = schema.match_conditions(criteria)
         if conditions is None:

@@ -1,9 +1,10 @@
 """The sqlite store's read caches and partial writes, against the database itself.
 
 The store keeps decoded objects (checked against the object's revision on every read)
-and tenant records (checked against sqlite's data_version), and writes only the
-attributes an update changed.  These tests use a second store on the same file, as a
-second worker process would, to check that nothing stale is ever served.
+and tenant records (checked against sqlite's data_version), and an update rewrites only
+the index rows of the attributes it changed.  These tests use a second store on the
+same file, as a second worker process would, to check that nothing stale is ever
+served, and compare the index with what the stored attributes say it must hold.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, cast
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from kmiptwist import ttlv
-from kmiptwist.interfaces import LocateCriterion, Tenant
+from kmiptwist.interfaces import ConcurrentModification, LocateCriterion, Tenant
 from kmiptwist.objects import ManagedObject
-from kmiptwist.store.sqlite import SQLiteStore
+from kmiptwist.store import schema
+from kmiptwist.store.sqlite import SQLiteStore, _index_changes
 from kmiptwist.vocabulary.enums import ObjectType, State
 from kmiptwist.vocabulary.tags import Tag
 
@@ -39,10 +41,10 @@ def _object(uid: str) -> ManagedObject:
 class StoreCacheTests(TestCase):
     """Reads served from memory are never stale; partial writes store the same thing."""
 
-    def make_store(self, path: str) -> SQLiteStore:
+    def make_store(self, path: str, object_cache_size: int = 10_000) -> SQLiteStore:
         from twisted.internet import reactor
 
-        store = SQLiteStore(path, cast(Any, reactor))
+        store = SQLiteStore(path, cast(Any, reactor), object_cache_size=object_cache_size)
         store.startService()
         self.addCleanup(store.stopService)
         return store
@@ -53,14 +55,38 @@ class StoreCacheTests(TestCase):
         await first.add_tenant(Tenant("alpha"))
         return first, self.make_store(path), path
 
-    def rows(self, path: str, uid: str) -> list[tuple[str, int, int]]:
-        with sqlite3.connect(path) as database:
-            found: list[tuple[str, int, int]] = database.execute(
-                "SELECT name, idx, position FROM attributes WHERE unique_identifier = ?"
-                " ORDER BY position, idx",
-                (uid,),
+    def stored(self, path: str, uid: str) -> tuple[dict[str, list[ttlv.Item]], set[Any]]:
+        """The object's attributes as stored in its row, and its rows in the index."""
+        database = sqlite3.connect(path)
+        try:
+            ((seq, tenant, blob),) = database.execute(
+                "SELECT seq, tenant, attributes FROM objects WHERE unique_identifier = ?", (uid,)
             ).fetchall()
-        return found
+            index = set(
+                database.execute(
+                    'SELECT tenant, name, "match" FROM attribute_index WHERE seq = ?', (seq,)
+                ).fetchall()
+            )
+        finally:
+            database.close()
+        attributes = schema.decode_attributes(blob)
+        return attributes, index
+
+    def assert_index_exact(self, path: str, uid: str) -> dict[str, list[ttlv.Item]]:
+        """The index holds exactly one row per searchable value of the stored attributes
+        (what Locate finds depends on it); returns the stored attributes."""
+        with sqlite3.connect(path) as database:
+            ((tenant,),) = database.execute(
+                "SELECT tenant FROM objects WHERE unique_identifier = ?", (uid,)
+            ).fetchall()
+        attributes, index = self.stored(path, uid)
+        expected = {
+            (tenant, name, schema.match_value(item))
+            for name, items in attributes.items()
+            for item in items
+        }
+        self.assertEqual(index, expected)
+        return attributes
 
     async def test_change_by_another_worker_is_seen_at_once(self) -> None:
         """A key destroyed by another worker process is destroyed for this one at its
@@ -110,8 +136,7 @@ class StoreCacheTests(TestCase):
         obj.add("Name", name)
         await first.update_object(obj)
         expected = ["Unique Identifier", "State", "x-Vendor", "Name"]
-        self.assertEqual([row[0] for row in self.rows(path, "k1")], expected)
-        self.assertEqual([row[2] for row in self.rows(path, "k1")], [0, 1, 2, 3])
+        self.assertEqual(list(self.assert_index_exact(path, "k1")), expected)
         fresh = await self.make_store(path).get_object("alpha", "k1")
         self.assertEqual(list(fresh.attributes), expected)
         self.assertEqual(fresh.attributes, obj.attributes)
@@ -121,6 +146,22 @@ class StoreCacheTests(TestCase):
             ),
             ["k1"],
         )
+
+    async def test_many_attributes(self) -> None:
+        """An object with hundreds of attributes is stored, indexed and found by any of
+        them."""
+        first, _, path = await self.two_stores()
+        obj = _object("k1")
+        for n in range(250):
+            obj.add(f"x-{n}", ttlv.text_string(Tag.ATTRIBUTE_VALUE, f"v{n}"))
+        await first.add_object(obj)
+        obj.set("x-249", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "changed"))
+        for n in range(120):
+            obj.add(f"y-{n}", ttlv.integer(Tag.ATTRIBUTE_VALUE, n))
+        await first.update_object(obj)
+        self.assertEqual(self.assert_index_exact(path, "k1"), obj.attributes)
+        last = LocateCriterion("y-119", ttlv.integer(Tag.ATTRIBUTE_VALUE, 119))
+        self.assertEqual(await first.locate("alpha", [last], 0, None), ["k1"])
 
     async def test_objects_served_from_memory_can_be_changed_freely(self) -> None:
         """Changing an object read from memory (structures included) changes neither the
@@ -133,3 +174,116 @@ class StoreCacheTests(TestCase):
         again = await first.get_object("alpha", "k1")
         self.assertEqual(len(again.values("Name")[0].value), 2)
         self.assertEqual(again.state, State.PRE_ACTIVE)
+
+    async def test_updates_without_a_cached_copy(self) -> None:
+        """A store that keeps no decoded objects, and one whose copy another worker made
+        stale, still leave the index exactly matching what they stored."""
+        first, second, path = await self.two_stores()
+        uncached = self.make_store(path, object_cache_size=0)
+        await first.add_object(_object("k1"))
+        obj = await uncached.get_object("alpha", "k1")
+        obj.set("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        obj.add("Name", ttlv.structure(Tag.NAME, [ttlv.text_string(Tag.NAME_VALUE, "vm-2")]))
+        obj.remove("Cryptographic Length")
+        await uncached.update_object(obj)
+        self.assert_index_exact(path, "k1")
+        # ``first`` still has revision 0 in memory; ``second`` reads revision 1.
+        theirs = await second.get_object("alpha", "k1")
+        theirs.add("x-a", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "a"))
+        theirs.add("x-a", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "a"))
+        await second.update_object(theirs)
+        mine = await first.get_object("alpha", "k1")
+        self.assertEqual(mine.attributes, theirs.attributes)
+        mine.set("x-a", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "b"))
+        await first.update_object(mine)
+        self.assertEqual(self.assert_index_exact(path, "k1"), mine.attributes)
+        b = LocateCriterion("x-a", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "b"))
+        a = LocateCriterion("x-a", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "a"))
+        self.assertEqual(await uncached.locate("alpha", [b], 0, None), ["k1"])
+        self.assertEqual(await uncached.locate("alpha", [a], 0, None), [])
+
+    async def test_update_of_a_recreated_object(self) -> None:
+        """An object removed and created again under its identifier by another worker is
+        updated as what it now is, not as the object this store remembers."""
+        first, second, path = await self.two_stores()
+        await first.add_object(_object("k1"))
+        await first.get_object("alpha", "k1")
+        await second.remove_tenant("alpha", True)
+        again = _object("k1")
+        again.set("x-new", ttlv.text_string(Tag.ATTRIBUTE_VALUE, "new"))
+        await second.add_object(again)
+        theirs = await second.get_object("alpha", "k1")
+        theirs.set("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        await first.update_object(theirs)
+        self.assertEqual(self.assert_index_exact(path, "k1"), theirs.attributes)
+
+    async def test_stale_copy_is_refused(self) -> None:
+        """An update from a copy read before another worker's change fails, whether or
+        not this store still has that revision in memory, and changes nothing."""
+        first, second, path = await self.two_stores()
+        await first.add_object(_object("k1"))
+        mine = await first.get_object("alpha", "k1")
+        theirs = await second.get_object("alpha", "k1")
+        theirs.set("State", ttlv.enumeration(Tag.STATE, State.ACTIVE))
+        await second.update_object(theirs)
+        mine.set("State", ttlv.enumeration(Tag.STATE, State.DESTROYED))
+        with self.assertRaises(ConcurrentModification):
+            await first.update_object(mine)
+        self.assertEqual(self.assert_index_exact(path, "k1"), theirs.attributes)
+
+    async def test_revision_of_another_workers_change(self) -> None:
+        """The revision read is the one committed by any worker, at once."""
+        first, second, _ = await self.two_stores()
+        await first.add_object(_object("k1"))
+        seq, revision = await first.object_revision("alpha", "k1")
+        theirs = await second.get_object("alpha", "k1")
+        await second.update_object(theirs)
+        self.assertEqual(await first.object_revision("alpha", "k1"), (seq, revision + 1))
+        await second.remove_tenant("alpha", True)
+        self.assertIsNone(await first.object_revision("alpha", "k1"))
+
+    async def test_forced_tenant_removal_empties_its_index(self) -> None:
+        """Removing a tenant by force removes its objects' index rows too, and no other
+        tenant's."""
+        first, _, path = await self.two_stores()
+        await first.add_tenant(Tenant("beta"))
+        await first.add_object(_object("k1"))
+        other = _object("k2")
+        other.tenant = "beta"
+        await first.add_object(other)
+        await first.remove_tenant("alpha", True)
+        with sqlite3.connect(path) as database:
+            tenants = database.execute("SELECT DISTINCT tenant FROM attribute_index").fetchall()
+        self.assertEqual(tenants, [("beta",)])
+        self.assert_index_exact(path, "k2")
+
+
+class IndexChangesTests(SynchronousTestCase):
+    """An update touches only the index rows of the attributes it changed."""
+
+    def test_only_changed_names(self) -> None:
+        """A state change deletes the old state's row and inserts the new one; moving an
+        attribute, or keeping one, touches nothing; a removed attribute loses its rows
+        and a repeated value has one row."""
+        before = _object("k1").attributes
+        after = dict(before)
+        after["State"] = [ttlv.enumeration(Tag.STATE, State.ACTIVE)]
+        after["Name"] = after.pop("Name")
+        del after["Cryptographic Length"]
+        after["x-a"] = [
+            ttlv.text_string(Tag.ATTRIBUTE_VALUE, "v"),
+            ttlv.text_string(Tag.ATTRIBUTE_VALUE, "v"),
+        ]
+        stale, fresh = _index_changes(before, after)
+        self.assertEqual(
+            sorted(stale, key=repr),
+            sorted([("State", State.PRE_ACTIVE), ("Cryptographic Length", 256)], key=repr),
+        )
+        self.assertEqual(sorted(fresh, key=repr), [("State", State.ACTIVE), ("x-a", "v")])
+
+    def test_instances_changed_within_a_name(self) -> None:
+        """Of a name's instances, only values that appear or disappear change rows."""
+        one, two, three = (ttlv.text_string(Tag.ATTRIBUTE_VALUE, v) for v in "123")
+        stale, fresh = _index_changes({"x-a": [one, two]}, {"x-a": [two, three, two]})
+        self.assertEqual((stale, fresh), ([("x-a", "1")], [("x-a", "3")]))
+        self.assertEqual(_index_changes({"x-a": [one, two]}, {"x-a": [one, two]}), ([], []))

@@ -36,6 +36,8 @@ Payload = list[Item]
 
 _log = Logger()
 
+_UNIQUE_IDENTIFIER = int(Tag.UNIQUE_IDENTIFIER)
+
 
 @define
 class RequestContext:
@@ -57,7 +59,7 @@ class RequestContext:
 
     def unique_identifier(self, payload: Item, required: bool = True) -> str | None:
         """The Unique Identifier of the request, or the ID Placeholder when it is absent."""
-        found = payload.find(Tag.UNIQUE_IDENTIFIER)
+        found = payload.find(_UNIQUE_IDENTIFIER)
         if found is None:
             if self.id_placeholder is None and required:
                 raise invalid_field(
@@ -170,12 +172,27 @@ class RequestContext:
 
         cache: Any = self.engine.cache
         material: bytes = await cache.get((self.tenant, obj.unique_identifier), load)
-        if not loaded and IRemoteRootKey.providedBy(wrapper):
+        if not loaded:
+            await self._check_root_key(wrapper, what)
+        return material
+
+    async def check_root_key(self, what: str) -> None:
+        """Before serving something made from cached material: the tenant's root key
+        still allows it (for a remote root key with ``verify_on_get``, Key Protect is
+        asked, at most once per check interval).  ``what`` starts the error message."""
+        try:
+            wrapper = await self.engine.root_keys.for_tenant(self.tenant)
+        except WrappingError as error:
+            raise wrapping_failure(error, what) from None
+        await self._check_root_key(wrapper, what)
+
+    @staticmethod
+    async def _check_root_key(wrapper: Any, what: str) -> None:
+        if IRemoteRootKey.providedBy(wrapper):
             try:
                 await wrapper.check_usable()
             except WrappingError as error:
                 raise wrapping_failure(error, what) from None
-        return material
 
     async def _store_rewrapped(
         self, obj: ManagedObject, old: bytes, new: bytes, wrapper: Any

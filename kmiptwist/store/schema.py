@@ -5,11 +5,20 @@ Migrations are numbered by position (version 1 is the initial schema) and applie
 order, each in one transaction together with ``PRAGMA user_version``, so a database is
 always at exactly one version.  A database written by a newer kmiptwist is refused
 rather than guessed at.
+
+Since version 4 an object's attributes are one blob on its row (see
+:func:`encode_attributes`): exactly the items stored, in their order, read back with
+one decode.  What Locate compares is kept apart, in ``attribute_index``: one row per
+distinct searchable value of each attribute name of each object, keyed by (tenant,
+name, value, object seq), so a lookup by value lists a tenant's objects newest first
+straight from the key order.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import struct
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import frozen
@@ -17,12 +26,19 @@ from attrs import frozen
 from kmiptwist import ttlv
 from kmiptwist.interfaces import LocateCriterion
 from kmiptwist.ttlv import Item, ItemType
+from kmiptwist.vocabulary.tags import Tag
 
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "Migration",
     "SchemaTooNew",
+    "attribute_instances",
     "current_version",
+    "decode_attributes",
+    "encode_attribute",
+    "encode_attributes",
+    "join_attributes",
     "migrate",
     "match_value",
     "MatchCondition",
@@ -34,9 +50,110 @@ class SchemaTooNew(Exception):
     """The database was written by a newer kmiptwist than the one opening it."""
 
 
-#: Each migration is a list of SQL statements; MIGRATIONS[n - 1] brings a database
-#: from version n - 1 to version n.  Append new migrations; never edit released ones.
-MIGRATIONS: list[list[str]] = [
+# -- the stored form of an object's attributes ----------------------------------------
+
+_HEAD = struct.Struct(">II")
+_ATTRIBUTES_HEAD = (Tag.ATTRIBUTES << 8) | ItemType.STRUCTURE
+_ATTRIBUTE_HEAD = (Tag.ATTRIBUTE << 8) | ItemType.STRUCTURE
+
+#: Stored attributes are not a message from a peer: they were bounded when they
+#: arrived, and an object may hold more of them than one message could.
+_STORED_LIMITS = ttlv.Limits(max_length=1 << 62, max_depth=64, max_items=1 << 62)
+
+_NAME_ENCODINGS: dict[str, bytes] = {}
+
+
+def _name_encoding(name: str) -> bytes:
+    """The TTLV encoding of Attribute Name ``name`` (memoised: names repeat)."""
+    found = _NAME_ENCODINGS.get(name)
+    if found is None:
+        found = ttlv.encode(ttlv.text_string(Tag.ATTRIBUTE_NAME, name))
+        if len(_NAME_ENCODINGS) >= 4096:
+            _NAME_ENCODINGS.clear()
+        _NAME_ENCODINGS[name] = found
+    return found
+
+
+def encode_attribute(name: str, encodings: Iterable[bytes]) -> bytes:
+    """One attribute in the stored form: an Attribute structure holding the Attribute
+    Name and then the instances' own TTLV encodings, in index order."""
+    body = _name_encoding(name) + b"".join(encodings)
+    return _HEAD.pack(_ATTRIBUTE_HEAD, len(body)) + body
+
+
+def join_attributes(attributes: Iterable[bytes]) -> bytes:
+    """The stored form of an object's attributes from :func:`encode_attribute`'s, in
+    the object's order: one TTLV Attributes structure holding them."""
+    body = b"".join(attributes)
+    return _HEAD.pack(_ATTRIBUTES_HEAD, len(body)) + body
+
+
+def encode_attributes(attributes: Iterable[tuple[str, Iterable[bytes]]]) -> bytes:
+    """The stored form of an object's attributes, given each name's encoded instances.
+
+    One TTLV Attributes structure holding, per attribute name and in the object's
+    order, an Attribute structure of the Attribute Name followed by the instances'
+    own encodings, in index order.  It is the format of the ``attributes`` column
+    since schema version 4; changing it takes a new schema version.
+    """
+    return join_attributes(encode_attribute(name, encodings) for name, encodings in attributes)
+
+
+def decode_attributes(stored: bytes) -> dict[str, list[Item]]:
+    """The attributes of :func:`encode_attributes`, in order, as fresh items."""
+    attributes = {}
+    for attribute in ttlv.decode(stored, _STORED_LIMITS).value:
+        children = attribute.value
+        attributes[children[0].value] = children[1:]
+    return attributes
+
+
+def attribute_instances(stored: bytes, name: str) -> list[Item]:
+    """The instances of one attribute of stored attributes, the others left undecoded."""
+    wanted = _name_encoding(name)
+    unpack_from = _HEAD.unpack_from
+    position, end = 8, len(stored)
+    while position < end:
+        _, length = unpack_from(stored, position)
+        following = position + 8 + length
+        if stored.startswith(wanted, position + 8):
+            found: list[Item] = ttlv.decode(stored[position:following], _STORED_LIMITS).value
+            return found[1:]
+        position = following
+    return []
+
+
+# -- migrations ------------------------------------------------------------------------
+
+
+def _attributes_into_objects(connection: sqlite3.Connection) -> None:
+    """Version 4, in Python: each object's attribute rows become the blob on its row.
+
+    The rows' stored encodings are copied as they are (names by position, instances
+    by index), so every item reads back exactly as before.
+    """
+    objects = connection.execute("SELECT seq, unique_identifier FROM objects").fetchall()
+    for seq, unique_identifier in objects:
+        rows = connection.execute(
+            "SELECT position, name, idx, item FROM attributes WHERE unique_identifier = ?",
+            (unique_identifier,),
+        ).fetchall()
+        rows.sort(key=lambda row: (row[0], row[1], row[2]))
+        attributes: dict[str, list[bytes]] = {}
+        for _, name, _, item in rows:
+            attributes.setdefault(name, []).append(bytes(item))
+        connection.execute(
+            "UPDATE objects SET attributes = ? WHERE seq = ?",
+            (encode_attributes(attributes.items()), seq),
+        )
+
+
+Migration = list[str | Callable[[sqlite3.Connection], None]]
+"""SQL statements, and Python steps given the connection, run in order."""
+
+#: MIGRATIONS[n - 1] brings a database from version n - 1 to version n, in one
+#: transaction.  Append new migrations; never edit released ones.
+MIGRATIONS: list[Migration] = [
     # -- version 1: the initial schema ----------------------------------------------
     [
         """
@@ -127,6 +244,34 @@ MIGRATIONS: list[list[str]] = [
         # So that an administrator can read back exactly what was registered.
         "ALTER TABLE certificates ADD COLUMN certificate_pem TEXT NOT NULL DEFAULT ''",
     ],
+    # -- version 4: attributes in one blob per object, a slim index for Locate ---------
+    [
+        # encode_attributes: what reads give back.  Writing 20-odd rows (and their
+        # index entries) per object cost five times the CPU of the whole object row.
+        "ALTER TABLE objects ADD COLUMN attributes BLOB",
+        # One row per distinct searchable value (``match``, as in version 1: no
+        # affinity) of each attribute name of each object; ``seq`` is the object's
+        # row.  The key order answers "this tenant's objects with this value, newest
+        # first" without a sort, and keeps every tenant's rows apart.
+        """
+        CREATE TABLE attribute_index (
+            tenant TEXT NOT NULL,
+            name TEXT NOT NULL,
+            "match" NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (tenant, name, "match", seq)
+        ) WITHOUT ROWID
+        """,
+        _attributes_into_objects,
+        """
+        INSERT OR IGNORE INTO attribute_index (tenant, name, "match", seq)
+        SELECT o.tenant, a.name, a."match", o.seq
+        FROM attributes a JOIN objects o ON o.unique_identifier = a.unique_identifier
+        ORDER BY 1, 2, 3, 4
+        """,
+        "DROP INDEX attributes_by_value",
+        "DROP TABLE attributes",
+    ],
 ]
 
 #: The schema version this code writes.
@@ -139,7 +284,7 @@ def current_version(connection: sqlite3.Connection) -> int:
     return int(version)
 
 
-def migrate(connection: sqlite3.Connection, migrations: list[list[str]] | None = None) -> int:
+def migrate(connection: sqlite3.Connection, migrations: list[Migration] | None = None) -> int:
     """Bring the database up to the newest schema; return the version it was at.
 
     ``connection`` must be in autocommit mode (``isolation_level=None``): each
@@ -159,8 +304,11 @@ def migrate(connection: sqlite3.Connection, migrations: list[list[str]] | None =
     for version in range(found + 1, len(migrations) + 1):
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for statement in migrations[version - 1]:
-                connection.execute(statement)
+            for step in migrations[version - 1]:
+                if isinstance(step, str):
+                    connection.execute(step)
+                else:
+                    step(connection)
             # PRAGMA does not take parameters; ``version`` is our own int.
             connection.execute(f"PRAGMA user_version = {int(version)}")
         except BaseException:

@@ -8,6 +8,11 @@ Reads run on a second connection in the reactor thread; in WAL mode they take
 microseconds, less than a hop to a thread would cost, and they see every write whose
 Deferred has fired because that write was committed first.
 
+An object is one row: its attributes are one blob in it (``schema.encode_attributes``),
+and what Locate compares is in ``attribute_index``, one row per distinct searchable
+value of each attribute name, keyed by the object's integer ``seq``.  An update
+rewrites the blob and only the index rows of the names whose instances changed.
+
 Reading an object decodes its attributes once: the decoded attributes of recently
 used objects are kept by (row, revision), and every read still checks the object's
 row first, so a change committed by anyone sharing the database (another worker
@@ -16,6 +21,7 @@ process included) is seen by the next read.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -23,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from attrs import define
@@ -47,7 +53,7 @@ from kmiptwist.interfaces import (
 )
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
-from kmiptwist.store.schema import BYTES_CLASS, INTEGER_CLASS, MatchCondition
+from kmiptwist.store.schema import BYTES_CLASS, INTEGER_CLASS, MatchCondition, match_class
 
 __all__ = [
     "SQLiteStore",
@@ -58,6 +64,7 @@ __all__ = [
     "UnknownTenant",
     "TenantHasObjects",
     "CertificateConflict",
+    "install_functions",
     "locate_sql",
 ]
 
@@ -98,7 +105,8 @@ _MAX_GROUP = 1000
 
 _STOP = object()
 
-_AttributeRow = tuple[str, str, str, int, int, bytes, Any]
+_IndexEntry = tuple[str, Any]
+"""(attribute name, searchable form): one row of ``attribute_index`` for one object."""
 
 
 @define
@@ -119,11 +127,12 @@ def _configure(connection: sqlite3.Connection, busy_timeout: float) -> None:
     connection.execute("PRAGMA synchronous = FULL")
 
 
-_Frozen = tuple[tuple[str, tuple[ttlv.Item, ...], bool], ...]
-"""Attributes as (name, instances, whether any instance is a structure), in order."""
+_Frozen = tuple[tuple[str, tuple[ttlv.Item, ...], bool, bytes | None], ...]
+"""Attributes as (name, instances, whether any instance is a structure, the attribute's
+stored form when known), in order."""
 
-_CachedObject = tuple[int, int, int, _Frozen]
-"""(seq, revision, object type, attributes) of an object as it was committed."""
+_CachedObject = tuple[int, int, int, _Frozen, str]
+"""(seq, revision, object type, attributes, tenant) of an object as it was committed."""
 
 
 def _copy_item(item: ttlv.Item) -> ttlv.Item:
@@ -133,17 +142,27 @@ def _copy_item(item: ttlv.Item) -> ttlv.Item:
     return ttlv.Item(item.tag, item.type, [_copy_item(child) for child in item.value])
 
 
-def _freeze(attributes: dict[str, list[ttlv.Item]]) -> _Frozen:
-    """Attributes to keep, sharing nothing mutable with ``attributes``."""
+def _freeze(
+    attributes: dict[str, list[ttlv.Item]], encodings: Sequence[bytes] | None = None
+) -> _Frozen:
+    """Attributes to keep, sharing nothing mutable with ``attributes``, with their
+    stored forms ``encodings`` (in the same order) when known."""
     frozen = []
     structure = ttlv.ItemType.STRUCTURE
-    for name, items in attributes.items():
+    for position, (name, items) in enumerate(attributes.items()):
         nested = False
         for item in items:
             if item.type == structure:
                 nested = True
                 break
-        frozen.append((name, tuple(map(_copy_item, items)) if nested else tuple(items), nested))
+        frozen.append(
+            (
+                name,
+                tuple(map(_copy_item, items)) if nested else tuple(items),
+                nested,
+                None if encodings is None else encodings[position],
+            )
+        )
     return tuple(frozen)
 
 
@@ -151,9 +170,11 @@ def _thaw(attributes: _Frozen) -> dict[str, list[ttlv.Item]]:
     """Kept attributes for a caller who may change them (structures copied)."""
     return {
         name: list(map(_copy_item, items)) if nested else list(items)
-        for name, items, nested in attributes
+        for name, items, nested, _ in attributes
     }
 
+
+_NO_TAG = bytes(3)
 
 _ENCODED: dict[ttlv.Item, tuple[bytes, Any]] = {}
 """Encoding and searchable form of recent attribute values.  Most attributes of most
@@ -165,7 +186,9 @@ attributes."""
 def _encoded(item: ttlv.Item) -> tuple[bytes, Any]:
     """(TTLV encoding, searchable form) of an attribute value."""
     if item.type == ttlv.ItemType.STRUCTURE:  # its list of children cannot be a key
-        return ttlv.encode(item), schema.match_value(item)
+        encoding = ttlv.encode(item)
+        # schema.match_value: the encoding under tag 0, which only the tag tells apart.
+        return encoding, _NO_TAG + encoding[3:]
     found = _ENCODED.get(item)
     if found is None:
         found = (ttlv.encode(item), schema.match_value(item))
@@ -175,47 +198,171 @@ def _encoded(item: ttlv.Item) -> tuple[bytes, Any]:
     return found
 
 
-def _attribute_rows(obj: ManagedObject) -> list[_AttributeRow]:
-    """The rows of ``obj``'s attributes: exact encoding plus searchable form."""
-    rows: list[_AttributeRow] = []
-    tenant, unique_identifier = obj.tenant, obj.unique_identifier
-    for position, (name, instances) in enumerate(obj.attributes.items()):
-        for index, item in enumerate(instances):
-            encoded, match = _encoded(item)
-            rows.append((tenant, unique_identifier, name, index, position, encoded, match))
-    return rows
+_Attribute = tuple[bytes, tuple[Any, ...]]
+"""An attribute's stored form and the distinct searchable forms of its instances."""
+
+_ATTRIBUTES: dict[tuple[str, ttlv.Item], _Attribute] = {}
+"""The same for recent single-valued attributes: most of them are the same in most
+objects, and every write of an object stores all of its attributes."""
 
 
-def _changed_rows(obj: ManagedObject, stored: _Frozen) -> tuple[list[_AttributeRow], list[str]]:
-    """The rows to write, and the names whose rows to delete first, to turn the stored
-    attributes ``stored`` (in position order, as last written) into ``obj``'s.
+def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _Attribute:
+    """(stored form, distinct searchable forms) of attribute ``name``."""
+    if len(instances) == 1:
+        item = instances[0]
+        if item.type != ttlv.ItemType.STRUCTURE:  # a structure's list cannot be a key
+            key = (name, item)
+            found = _ATTRIBUTES.get(key)
+            if found is None:
+                encoding, match = _encoded(item)
+                found = (schema.encode_attribute(name, (encoding,)), (match,))
+                if len(_ATTRIBUTES) >= 4096:
+                    _ATTRIBUTES.clear()
+                _ATTRIBUTES[key] = found
+            return found
+    encodings = []
+    matches: list[Any] = []
+    for item in instances:
+        encoding, match = _encoded(item)
+        encodings.append(encoding)
+        if match not in matches:
+            matches.append(match)
+    return schema.encode_attribute(name, encodings), tuple(matches)
 
-    A name keeps its rows when its position and instances are unchanged; any other
-    name present before is deleted and written again.  Most updates (a state change,
-    an added attribute) touch two or three of an object's twenty-odd attributes.
+
+def _stored_form(
+    attributes: dict[str, list[ttlv.Item]],
+) -> tuple[bytes, list[_IndexEntry], list[bytes]]:
+    """The blob of ``attributes``, their index entries (one per distinct searchable
+    value of each name) and each attribute's stored form."""
+    encodings = []
+    entries: list[_IndexEntry] = []
+    for name, instances in attributes.items():
+        encoding, matches = _attribute(name, instances)
+        encodings.append(encoding)
+        for match in matches:
+            entries.append((name, match))
+    return schema.join_attributes(encodings), entries, encodings
+
+
+def _matches(instances: Sequence[ttlv.Item]) -> list[Any]:
+    """The distinct searchable forms of an attribute's instances, in order."""
+    matches: list[Any] = []
+    for item in instances:
+        match = _encoded(item)[1]
+        if match not in matches:
+            matches.append(match)
+    return matches
+
+
+def _index_changes(
+    stored: Mapping[str, Sequence[ttlv.Item]], attributes: Mapping[str, Sequence[ttlv.Item]]
+) -> tuple[list[_IndexEntry], list[_IndexEntry]]:
+    """The index entries to delete and to insert to turn the stored attributes' index
+    into that of ``attributes``."""
+    _, stale, fresh, _ = _changes(
+        [(name, tuple(items), False, None) for name, items in stored.items()], attributes
+    )
+    return stale, fresh
+
+
+def _changes(
+    stored: Iterable[tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]],
+    attributes: Mapping[str, Sequence[ttlv.Item]],
+) -> tuple[bytes, list[_IndexEntry], list[_IndexEntry], list[bytes]]:
+    """The blob of ``attributes``, the index entries to delete and to insert to turn
+    the index of the stored attributes ``stored`` (as kept by :func:`_freeze`) into
+    theirs, and each attribute's stored form.
+
+    A name whose instances are unchanged is not touched, whatever its position: most
+    updates (a state change, an added attribute) change two or three of an object's
+    twenty-odd attributes.  Its stored form is reused when known.
     """
-    before = {name: (position, items) for position, (name, items, _) in enumerate(stored)}
-    rows: list[_AttributeRow] = []
-    stale: list[str] = []
-    tenant, unique_identifier = obj.tenant, obj.unique_identifier
-    for position, (name, instances) in enumerate(obj.attributes.items()):
+    before = {name: (items, encoding) for name, items, _, encoding in stored}
+    encodings = []
+    stale: list[_IndexEntry] = []
+    fresh: list[_IndexEntry] = []
+    for name, instances in attributes.items():
         previous = before.pop(name, None)
-        if previous is not None:
-            if previous[0] == position and previous[1] == tuple(instances):
-                continue
-            stale.append(name)
-        for index, item in enumerate(instances):
-            encoded, match = _encoded(item)
-            rows.append((tenant, unique_identifier, name, index, position, encoded, match))
-    stale.extend(before)  # names the object no longer has
-    return rows, stale
+        if previous is None:
+            encoding, matches = _attribute(name, instances)
+            fresh.extend((name, match) for match in matches)
+        elif previous[0] == tuple(instances):
+            encoding = previous[1] or _attribute(name, instances)[0]
+        else:
+            encoding, matches = _attribute(name, instances)
+            old = _matches(previous[0])
+            stale.extend((name, match) for match in old if match not in matches)
+            fresh.extend((name, match) for match in matches if match not in old)
+        encodings.append(encoding)
+    for name, (items, _) in before.items():  # names the object no longer has
+        stale.extend((name, match) for match in _matches(items))
+    return schema.join_attributes(encodings), stale, fresh, encodings
 
 
-_INSERT_ATTRIBUTE = (
-    "INSERT INTO attributes"
-    ' (tenant, unique_identifier, name, idx, position, item, "match")'
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_OBJECT = (
+    "INSERT INTO objects (unique_identifier, tenant, object_type, wrapped_material,"
+    " revision, created, root_key_version, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_INDEX = 'INSERT INTO attribute_index (tenant, name, "match", seq) VALUES (?, ?, ?, ?)'
+
+#: Index rows per INSERT statement: one statement for all of an object's rows costs
+#: less than a statement per row.
+_ROWS_PER_INSERT = 100
+
+_INSERT_INDEX_ROWS: dict[int, str] = {}
+
+
+def _insert_index(
+    connection: sqlite3.Connection, tenant: str, seq: int, entries: list[_IndexEntry]
+) -> None:
+    """Insert the index rows of object ``seq`` of ``tenant``."""
+    for start in range(0, len(entries), _ROWS_PER_INSERT):
+        chunk = entries[start : start + _ROWS_PER_INSERT]
+        count = len(chunk)
+        sql = _INSERT_INDEX_ROWS.get(count)
+        if sql is None:
+            # ?1 is the tenant and ?2 the seq of every row.
+            sql = _INSERT_INDEX_ROWS[count] = (
+                'INSERT INTO attribute_index (tenant, name, "match", seq) VALUES '
+                + ", ".join(f"(?1, ?{2 * n + 3}, ?{2 * n + 4}, ?2)" for n in range(count))
+            )
+        parameters: list[Any] = [tenant, seq]
+        for entry in chunk:
+            parameters += entry
+        connection.execute(sql, parameters)
+
+
+_DELETE_INDEX = (
+    'DELETE FROM attribute_index WHERE tenant = ? AND name = ? AND "match" = ? AND seq = ?'
+)
+
+
+def _in_range(stored: bytes | None, name: str, value_class: int, lower: Any, upper: Any) -> int:
+    """SQL function ``kmiptwist_in_range``: 1 when an instance of attribute ``name`` of
+    the stored attributes is in the inclusive range (None: open) within its storage
+    class, else 0.
+
+    Locate checks ranges that do not drive its query with it, per candidate: through
+    the index, such a range would be a scan of every value in the range.
+    """
+    if stored is None:
+        return 0
+    for item in schema.attribute_instances(stored, name):
+        value = schema.match_value(item)
+        if match_class(value) != value_class:
+            continue
+        if lower is not None and value < lower:
+            continue
+        if upper is not None and value > upper:
+            continue
+        return 1
+    return 0
+
+
+def install_functions(connection: sqlite3.Connection) -> None:
+    """Give ``connection`` the SQL functions that :func:`locate_sql` queries use."""
+    connection.create_function("kmiptwist_in_range", 5, _in_range, deterministic=True)
 
 
 def _range_sql(column: str, condition: MatchCondition) -> tuple[str, list[Any]]:
@@ -253,10 +400,13 @@ def locate_sql(
 ) -> tuple[str, list[Any]]:
     """The one query that answers a Locate, and its parameters.
 
-    The narrowest condition drives the query through the (tenant, name, match) index;
-    the others are checked per candidate through the primary key (the unary ``+``
-    keeps sqlite from choosing the value index for them, or the tenant index for the
-    objects, which would make the query a scan of the tenant).
+    The narrowest condition drives the query through ``attribute_index``: an equality
+    lists the tenant's objects with that value newest first straight from the key (no
+    sort, and a small Maximum Items stops it early); a range lists them in value order,
+    once each, to be sorted.  The objects' rows are joined by ``seq`` (CROSS JOIN keeps
+    that order of the loops).  The other equalities are checked per candidate with one
+    lookup of the full key each, the other ranges on the candidate's stored attributes
+    (``kmiptwist_in_range``, see :func:`install_functions`).
     """
     limit = -1 if maximum is None else max(0, maximum)
     offset = max(0, offset)
@@ -267,24 +417,38 @@ def locate_sql(
             [tenant, limit, offset],
         )
     first, rest = conditions[0], conditions[1:]
-    value, parameters = _value_sql('a."match"', first)
-    clauses = [
-        "+o.tenant = ?",
-        "o.unique_identifier IN (SELECT a.unique_identifier FROM attributes a"
-        f" WHERE a.tenant = ? AND a.name = ? AND {value})",
-    ]
-    all_parameters: list[Any] = [tenant, tenant, first.name, *parameters]
-    for condition in rest:
-        value, parameters = _value_sql('+a."match"', condition)
-        clauses.append(
-            "EXISTS (SELECT 1 FROM attributes a WHERE a.unique_identifier = o.unique_identifier"
-            f" AND a.name = ? AND +a.tenant = o.tenant AND {value})"
+    if first.is_range:
+        value, parameters = _range_sql('"match"', first)
+        source = (
+            "(SELECT DISTINCT seq FROM attribute_index"
+            f" WHERE tenant = ? AND name = ? AND {value}) a"
         )
-        all_parameters += [condition.name, *parameters]
+        clauses = []
+        all_parameters: list[Any] = [tenant, first.name, *parameters]
+    else:
+        source = "attribute_index a"
+        clauses = ["a.tenant = ?", "a.name = ?", 'a."match" = ?']
+        all_parameters = [tenant, first.name, first.equals]
+    clauses.append("o.tenant = ?")
+    all_parameters.append(tenant)
+    for condition in rest:
+        if condition.is_range:
+            clauses.append("kmiptwist_in_range(o.attributes, ?, ?, ?, ?)")
+            all_parameters += [
+                condition.name,
+                condition.value_class,
+                condition.lower,
+                condition.upper,
+            ]
+        else:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM attribute_index b WHERE b.tenant = ? AND b.name = ?"
+                ' AND b."match" = ? AND b.seq = a.seq)'
+            )
+            all_parameters += [tenant, condition.name, condition.equals]
     sql = (
-        "SELECT o.unique_identifier FROM objects o WHERE "
-        + " AND ".join(clauses)
-        + " ORDER BY o.seq DESC LIMIT ? OFFSET ?"
+        f"SELECT o.unique_identifier FROM {source} CROSS JOIN objects o ON o.seq = a.seq"
+        " WHERE " + " AND ".join(clauses) + " ORDER BY a.seq DESC LIMIT ? OFFSET ?"
     )
     return sql, [*all_parameters, limit, offset]
 
@@ -307,8 +471,17 @@ class SQLiteStore(Service):
         busy_timeout: float = 5.0,
         max_pending: int = 10_000,
         object_cache_size: int = 10_000,
+        sole_writer: bool = False,
     ) -> None:
         self.path = path
+        self.sole_writer = sole_writer
+        """Whether this store is the only one writing the database (one server process,
+        ``[kmip] workers = 1``).  It then holds an exclusive lock on ``<path>.lock`` (a
+        second server on the same database refuses to start) and trusts its object
+        cache, which every write of this store keeps current, without asking sqlite
+        whether another process changed an object.  Otherwise (several workers) it
+        holds the lock shared, and every read checks the object's row."""
+        self._lock_descriptor: int | None = None
         self.object_cache_size = object_cache_size
         """How many objects' decoded attributes are kept; 0 turns the cache off."""
         self._objects: OrderedDict[str, _CachedObject] = OrderedDict()
@@ -334,6 +507,36 @@ class SQLiteStore(Service):
         if not os.path.exists(self.path):
             # Owner-only from the start; sqlite gives the -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._take_lock()
+        try:
+            self._open()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> None:
+        """Lock ``<path>.lock``: exclusively when this store is the sole writer."""
+        descriptor = os.open(self.path + ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(
+                descriptor, (fcntl.LOCK_EX if self.sole_writer else fcntl.LOCK_SH) | fcntl.LOCK_NB
+            )
+        except BlockingIOError:
+            os.close(descriptor)
+            raise StoreError(
+                f"another kmiptwist process is using the key store {self.path}; stop it first "
+                "(several processes serve one store only as the workers of one server, "
+                "[kmip] workers)"
+            ) from None
+        self._lock_descriptor = descriptor
+
+    def _release_lock(self) -> None:
+        if self._lock_descriptor is not None:
+            os.close(self._lock_descriptor)
+            self._lock_descriptor = None
+
+    def _open(self) -> None:
+        """Open the connections, migrate, and start the writer thread."""
         writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             _configure(writer, self._busy_timeout)
@@ -347,6 +550,7 @@ class SQLiteStore(Service):
             raise
         reader = sqlite3.connect(self.path, isolation_level=None)
         _configure(reader, self._busy_timeout)
+        install_functions(reader)
         self._writer, self._reader = writer, reader
         if previous != schema.SCHEMA_VERSION:
             self._log.info(
@@ -380,6 +584,7 @@ class SQLiteStore(Service):
         self._tenants.clear()
         self._objects.clear()
         self._writer = None
+        self._release_lock()
         stopped, self._stopped = self._stopped, None
         if stopped is not None:
             stopped.callback(None)
@@ -502,38 +707,40 @@ class SQLiteStore(Service):
     def add_object(self, obj: ManagedObject) -> Deferred[None]:
         """Store a new object; fails with :class:`ObjectExists` for a used identifier."""
         try:
-            rows = _attribute_rows(obj)
+            stored, entries, encodings = _stored_form(obj.attributes)
+            snapshot = _freeze(obj.attributes, encodings)
         except Exception:
             return fail()
+        tenant = obj.tenant
         values = (
             obj.unique_identifier,
-            obj.tenant,
+            tenant,
             obj.object_type,
             None if obj.wrapped_material is None else bytes(obj.wrapped_material),
             obj.revision,
             int(time.time()),
             obj.root_key_version,
+            stored,
         )
 
-        snapshot = _freeze(obj.attributes)
         inserted: list[int] = []
 
         def add(connection: sqlite3.Connection) -> None:
-            found = connection.execute(
-                "SELECT 1 FROM objects WHERE unique_identifier = ?", (values[0],)
-            ).fetchone()
-            if found is not None:
-                raise ObjectExists(f"an object with Unique Identifier {values[0]!r} exists")
-            cursor = connection.execute(
-                "INSERT INTO objects (unique_identifier, tenant, object_type, wrapped_material,"
-                " revision, created, root_key_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-            connection.executemany(_INSERT_ATTRIBUTE, rows)
-            inserted.append(cursor.lastrowid or 0)
+            try:
+                seq = connection.execute(_INSERT_OBJECT, values).lastrowid or 0
+            except sqlite3.IntegrityError:
+                if connection.execute(
+                    "SELECT 1 FROM objects WHERE unique_identifier = ?", values[:1]
+                ).fetchone():
+                    raise ObjectExists(
+                        f"an object with Unique Identifier {values[0]!r} exists"
+                    ) from None
+                raise
+            _insert_index(connection, tenant, seq, entries)
+            inserted.append(seq)
 
         def added(_: None) -> None:
-            self._remember(values[0], (inserted[0], values[4], values[2], snapshot))
+            self._remember(values[0], (inserted[-1], values[4], values[2], snapshot, tenant))
 
         return self._submit(add, added)
 
@@ -558,25 +765,21 @@ class SQLiteStore(Service):
             self._objects.move_to_end(unique_identifier)
             attributes = _thaw(cached[3])
         else:
-            # One statement, so the row and its attributes come from one snapshot.
-            rows = self._read(
-                "SELECT o.seq, o.revision, o.object_type, o.wrapped_material,"
-                " o.root_key_version, a.name, a.item"
-                " FROM objects o LEFT JOIN attributes a"
-                " ON a.unique_identifier = o.unique_identifier"
-                " WHERE o.unique_identifier = ? AND o.tenant = ?"
-                " ORDER BY a.position, a.idx",
-                (unique_identifier, tenant),
-            )
-            if not rows:
+            # The blob only when it is needed, from the same row by its key; one
+            # statement, so the row's columns come from one snapshot.
+            row = self._reader.execute(
+                "SELECT revision, object_type, wrapped_material, root_key_version, attributes"
+                " FROM objects WHERE seq = ?",
+                (seq,),
+            ).fetchone()
+            if row is None:
+                self._objects.pop(unique_identifier, None)
                 return None
-            seq, revision, object_type, wrapped_material, root_key_version = rows[0][:5]
-            attributes = {}
-            decode = ttlv.decode
-            for *_, name, item in rows:
-                if name is not None:
-                    attributes.setdefault(name, []).append(decode(item))
-            self._remember(unique_identifier, (seq, revision, object_type, _freeze(attributes)))
+            revision, object_type, wrapped_material, root_key_version, stored = row
+            attributes = schema.decode_attributes(stored)
+            self._remember(
+                unique_identifier, (seq, revision, object_type, _freeze(attributes), tenant)
+            )
         return ManagedObject(
             unique_identifier=unique_identifier,
             tenant=tenant,
@@ -586,6 +789,27 @@ class SQLiteStore(Service):
             revision=revision,
             root_key_version=root_key_version,
         )
+
+    def object_revision(
+        self, tenant: str, unique_identifier: str
+    ) -> Deferred[tuple[int, int] | None]:
+        """(seq, revision) of the tenant's object, or None (also when another tenant owns
+        it): whether a copy read earlier is still current, in one indexed lookup of the
+        object's row, without reading its attributes or material."""
+        return self._answer(self._object_revision, tenant, unique_identifier)
+
+    def _object_revision(self, tenant: str, unique_identifier: str) -> tuple[int, int] | None:
+        if self._reader is None:
+            raise StoreNotRunning(f"the key store {self.path} is not running")
+        if self.sole_writer:
+            cached = self._objects.get(unique_identifier)
+            if cached is not None and cached[4] == tenant:
+                return (cached[0], cached[1])
+        row = self._reader.execute(
+            "SELECT seq, revision FROM objects WHERE unique_identifier = ? AND tenant = ?",
+            (unique_identifier, tenant),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def _remember(self, unique_identifier: str, entry: _CachedObject) -> None:
         """Keep an object's decoded attributes for the reads to come (LRU-bounded)."""
@@ -602,53 +826,88 @@ class SQLiteStore(Service):
 
         Fails with :class:`ConcurrentModification` when the stored revision is not
         ``obj.revision`` (or the object is gone); on success ``obj.revision`` goes up
-        by one.
+        by one.  The attributes' blob is rewritten; of the index, only the rows of
+        names whose instances changed, found against the cached copy of the stored
+        revision (or, without one, the stored blob).
         """
         revision = obj.revision
-        cached = self._objects.get(obj.unique_identifier)
+        unique_identifier, tenant = obj.unique_identifier, obj.tenant
+        cached = self._objects.get(unique_identifier)
         try:
-            snapshot = _freeze(obj.attributes)
             if cached is not None and cached[1] == revision:
-                # The stored rows are the cached revision's: write only what changed.
-                rows, stale = _changed_rows(obj, cached[3])
+                # The stored revision is the cached one (if the CAS below holds).
+                stored, stale, fresh, encodings = _changes(cached[3], obj.attributes)
+                known: tuple[int, list[_IndexEntry], list[_IndexEntry]] | None = (
+                    cached[0],
+                    stale,
+                    fresh,
+                )
             else:
-                rows, stale = _attribute_rows(obj), None
+                stored, _, encodings = _stored_form(obj.attributes)
+                known = None
+            snapshot = _freeze(obj.attributes, encodings)
         except Exception:
             return fail()
-        key = (obj.unique_identifier, obj.tenant)
+        object_type = obj.object_type
         values = (
-            obj.object_type,
+            object_type,
             None if obj.wrapped_material is None else bytes(obj.wrapped_material),
             obj.root_key_version,
-            *key,
-            revision,
+            stored,
         )
 
-        def update(connection: sqlite3.Connection) -> None:
+        def write(
+            connection: sqlite3.Connection,
+            seq: int,
+            stale: list[_IndexEntry],
+            fresh: list[_IndexEntry],
+        ) -> bool:
             cursor = connection.execute(
                 "UPDATE objects SET object_type = ?, wrapped_material = ?, root_key_version = ?,"
-                " revision = revision + 1"
-                " WHERE unique_identifier = ? AND tenant = ? AND revision = ?",
-                values,
+                " attributes = ?, revision = revision + 1"
+                " WHERE seq = ? AND unique_identifier = ? AND tenant = ? AND revision = ?",
+                (*values, seq, unique_identifier, tenant, revision),
             )
             if cursor.rowcount != 1:
-                raise ConcurrentModification(
-                    f"object {key[0]} changed since revision {revision} was read (or is gone)"
-                )
-            if stale is None:
-                connection.execute("DELETE FROM attributes WHERE unique_identifier = ?", key[:1])
-            elif stale:
+                return False
+            if stale:
                 connection.executemany(
-                    "DELETE FROM attributes WHERE unique_identifier = ? AND name = ?",
-                    [(key[0], name) for name in stale],
+                    _DELETE_INDEX, [(tenant, name, match, seq) for name, match in stale]
                 )
-            connection.executemany(_INSERT_ATTRIBUTE, rows)
+            if fresh:
+                _insert_index(connection, tenant, seq, fresh)
+            return True
+
+        written: list[int] = []
+
+        def update(connection: sqlite3.Connection) -> None:
+            if known is not None and write(connection, *known):
+                written.append(known[0])
+                return
+            # No cached copy of the stored revision (or not this row's): compare with
+            # the stored blob.
+            row = connection.execute(
+                "SELECT seq, attributes FROM objects"
+                " WHERE unique_identifier = ? AND tenant = ? AND revision = ?",
+                (unique_identifier, tenant, revision),
+            ).fetchone()
+            if row is None:
+                raise ConcurrentModification(
+                    f"object {unique_identifier} changed since revision {revision} was read"
+                    " (or is gone)"
+                )
+            seq = row[0]
+            before = schema.decode_attributes(row[1])
+            after = {name: items for name, items, _, _ in snapshot}
+            if not write(connection, seq, *_index_changes(before, after)):
+                raise AssertionError("the row read in this transaction changed")
+            written.append(seq)
 
         def updated(_: None) -> None:
             obj.revision = revision + 1
-            cached = self._objects.get(key[0])
-            if cached is not None and cached[1] == revision:
-                self._remember(key[0], (cached[0], revision + 1, values[0], snapshot))
+            self._remember(
+                unique_identifier, (written[-1], revision + 1, object_type, snapshot, obj.tenant)
+            )
 
         return self._submit(update, updated)
 
@@ -848,12 +1107,16 @@ class SQLiteStore(Service):
                     "removal, which destroys them"
                 )
             connection.execute("PRAGMA secure_delete = ON")
-            connection.execute("DELETE FROM attributes WHERE tenant = ?", (name,))
+            connection.execute("DELETE FROM attribute_index WHERE tenant = ?", (name,))
             connection.execute("DELETE FROM objects WHERE tenant = ?", (name,))
             connection.execute("DELETE FROM certificates WHERE tenant = ?", (name,))
             connection.execute("DELETE FROM trusted_cas WHERE tenant = ?", (name,))
             connection.execute("DELETE FROM tenants WHERE name = ?", (name,))
             return identifiers
+
+        def removed(identifiers: list[str]) -> None:
+            for identifier in identifiers:
+                self._objects.pop(identifier, None)
 
         def shred(connection: sqlite3.Connection) -> None:
             connection.execute("PRAGMA secure_delete = OFF")
@@ -866,7 +1129,7 @@ class SQLiteStore(Service):
                     tenant=name,
                 )
 
-        return self._submit(remove, after_commit=shred)
+        return self._submit(remove, removed, after_commit=shred)
 
     def add_trusted_ca(self, ca: TrustedCA) -> Deferred[None]:
         """Trust a CA for its tenant.

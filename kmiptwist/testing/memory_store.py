@@ -139,6 +139,17 @@ class MemoryStore(Service):
 
         return _answer(get)
 
+    def object_revision(self, tenant: str, unique_identifier: str) -> Deferred[tuple[int, int] | None]:
+        """``(seq, revision)`` of the tenant's object, or None."""
+
+        def revision() -> tuple[int, int] | None:
+            stored = self._objects.get(unique_identifier)
+            if stored is None or stored.tenant != tenant:
+                return None
+            return (stored.seq, stored.revision)
+
+        return _answer(revision)
+
     def update_object(self, obj: ManagedObject) -> Deferred[None]:
         """Replace the object if its revision is current; bump ``obj.revision``."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 from attrs import define, field
 from twisted.internet.defer import Deferred
@@ -26,6 +27,8 @@ class _Entry:
 
     material: bytes = field(repr=False)
     expires: float
+    derived: dict[Hashable, Any] | None = field(default=None, repr=False)
+    """Forms made from the material (an encoded Get answer), which go with it."""
 
 
 @define
@@ -94,6 +97,21 @@ class MaterialCache:
             if not waiter.called:
                 waiter.callback(material)
         return material
+
+    def derived(self, key: Hashable) -> dict[Hashable, Any] | None:
+        """The forms made from ``key``'s cached material, or None when it is not cached.
+
+        A caller may keep what it made from the material here (Get keeps its encoded
+        answer); it is forgotten with the material: at the TTL, on eviction, on
+        :meth:`invalidate` and :meth:`invalidate_tenant`.
+        """
+        entry = self._entries.get(key)
+        if entry is None or entry.expires <= self.clock.seconds():
+            return None
+        self._entries.move_to_end(key)
+        if entry.derived is None:
+            entry.derived = {}
+        return entry.derived
 
     def _land(self, key: Hashable, flight: _Flight) -> None:
         """The load of ``flight`` is over: new gets of ``key`` start a new one."""
