@@ -484,22 +484,17 @@ class AuditLog(Service):
         if run is None:
             return fail(AuditError(f"the audit log {self.path} is not running"))
         waiter: Deferred[None] = Deferred()
-        run.pending.append(
-            (
-                self._now(),
-                actor,
-                operation,
-                result,
-                tenant,
-                unique_identifier,
-                correlation_id,
-                details,
-                waiter,
-            )
+        self._append(
+            run,
+            actor,
+            operation,
+            result,
+            tenant,
+            unique_identifier,
+            correlation_id,
+            details,
+            waiter,
         )
-        if run.idle:
-            run.idle = False
-            run.wake.put(None)
         return waiter
 
     def record_nowait(
@@ -519,8 +514,32 @@ class AuditLog(Service):
         formats them (see :class:`_Formatter`).
         """
         run = self._run
-        if run is None:
-            return
+        if run is not None:
+            self._append(
+                run,
+                actor,
+                operation,
+                result,
+                tenant,
+                unique_identifier,
+                correlation_id,
+                details,
+                None,
+            )
+
+    def _append(
+        self,
+        run: _Run,
+        actor: str,
+        operation: str,
+        result: str,
+        tenant: str | None,
+        unique_identifier: str | None,
+        correlation_id: str | None,
+        details: dict[str, Any],
+        waiter: Deferred[None] | None,
+    ) -> None:
+        """Stamp a record with the time, queue it, and wake the writer if it sleeps."""
         run.pending.append(
             (
                 self._now(),
@@ -531,7 +550,7 @@ class AuditLog(Service):
                 unique_identifier,
                 correlation_id,
                 details,
-                None,
+                waiter,
             )
         )
         if run.idle:
