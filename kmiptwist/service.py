@@ -57,7 +57,7 @@ from kmiptwist.keyprotect.binding import make_binding, settings_from
 from kmiptwist.keyprotect.root_keys import TenantRootKeys
 from kmiptwist.processor import KMIPProcessor
 from kmiptwist.protocol import ConnectionLimits, KMIPServerFactory
-from kmiptwist.store.sqlite import SQLiteStore
+from kmiptwist.store.sqlite import SQLiteStore, StoreError
 from kmiptwist.tls import ServerTLSOptions, server_tls_options
 from kmiptwist.workers import (
     LISTEN_BACKLOG,
@@ -395,6 +395,11 @@ def make_kmip_service(
     store = SQLiteStore(
         database, reactor, sole_writer=worker is None and configuration.workers <= 1
     )
+    try:
+        # Before anything starts: a second server must not share the audit log either.
+        store.lock()
+    except StoreError as error:
+        raise StartupError(str(error)) from None
     cache = MaterialCache(configuration.cache_max_entries, configuration.cache_ttl, reactor)
     try:
         keyprotect = settings_from(configuration)

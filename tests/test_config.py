@@ -16,7 +16,7 @@ from kmiptwist.config import (
     load_configuration,
     parse_configuration,
 )
-from kmiptwist.service import KMIPService, make_kmip_service
+from kmiptwist.service import KMIPService, StartupError, make_kmip_service
 from kmiptwist.tap import Options
 
 EXAMPLE = FilePath(__file__).parent().parent().child("etc").child("kmiptwist.conf.example")
@@ -251,5 +251,29 @@ class ServiceTests(TestCase):
             await third.store.remove_certificate(third.report.default_client_fingerprint)
             await third.store.stopService()
             self.assertIsNone(await self.start_and_stop(self.make(data_dir)))
+
+        return Deferred.fromCoroutine(run())
+
+    def test_second_server_on_the_same_data_directory(self) -> Deferred[None]:
+        """A second server on a running server's data directory is refused before it
+        starts anything (it would append to the same audit log), with a clear message."""
+        data_dir = self.mktemp()
+
+        async def run() -> None:
+            first = self.make(data_dir)
+            first.startService()
+            try:
+                await first.when_listening()
+                audit = first.configuration.audit_path
+                with open(audit, "rb") as log:
+                    before = log.read()
+                with self.assertRaises(StartupError) as raised:
+                    self.make(data_dir)
+                self.assertIn("another kmiptwist process", str(raised.exception))
+                with open(audit, "rb") as log:
+                    self.assertEqual(log.read(), before)
+            finally:
+                await first.stopService()
+            await self.start_and_stop(self.make(data_dir))  # the lock went with the server
 
         return Deferred.fromCoroutine(run())

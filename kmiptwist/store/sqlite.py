@@ -507,15 +507,21 @@ class SQLiteStore(Service):
         if not os.path.exists(self.path):
             # Owner-only from the start; sqlite gives the -wal and -shm files the same mode.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._take_lock()
+        self.lock()
         try:
             self._open()
         except BaseException:
             self._release_lock()
             raise
 
-    def _take_lock(self) -> None:
-        """Lock ``<path>.lock``: exclusively when this store is the sole writer."""
+    def lock(self) -> None:
+        """Lock ``<path>.lock`` now, exclusively when this store is the sole writer; a
+        server calls it before it starts anything that another process using the same
+        data directory would share (the audit log).  :meth:`startService` takes the lock
+        if it is not held; stopping releases it.  Raises :class:`StoreError` when
+        another process holds it."""
+        if self._lock_descriptor is not None:
+            return
         descriptor = os.open(self.path + ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(
@@ -578,6 +584,7 @@ class SQLiteStore(Service):
         """Commit and acknowledge every write queued so far, then close the database."""
         super().stopService()
         if self._thread is None:
+            self._release_lock()
             return succeed(None)
         self._thread = None
         self._stopped = Deferred()
