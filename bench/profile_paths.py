@@ -14,7 +14,9 @@ showed, and what changed because of them, is in ``bench/NOTES.md``.
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -23,6 +25,22 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(1, os.path.dirname(BENCH))
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu() -> dict[int, tuple[int, int]]:
+    """Clock ticks of user and system CPU used so far by each of this process's threads."""
+    spent = {}
+    for name in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        spent[int(name)] = (int(fields[11]), int(fields[12]))
+    return spent
 
 
 async def _main(reactor: object, arguments: argparse.Namespace) -> None:
@@ -84,7 +102,15 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
     for data in requests:
         reply = await call(data)
         assert wire.all_succeeded(reply, 1), read_response(reply)
+    if arguments.tune_collector:
+        from kmiptwist import collector
+
+        collector.tune()
+    if arguments.garbage:
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
     profiler = cProfile.Profile() if arguments.cprofile else None
+    threads = _thread_cpu()
     count = arguments.requests
     size = len(requests)
     started = time.perf_counter()
@@ -111,6 +137,23 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
         f"{arguments.path}: {count} requests, {elapsed / count * 1e6:.1f} µs each "
         f"({cpu / count * 1e6:.1f} µs CPU)"
     )
+    for tid, (user, system) in sorted(_thread_cpu().items()):
+        user -= threads.get(tid, (0, 0))[0]
+        system -= threads.get(tid, (0, 0))[1]
+        if user or system:
+            role = "reactor" if tid == os.getpid() else "other"
+            print(
+                f"  thread {tid} ({role}): {user / _HZ / count * 1e6:.1f} µs user, "
+                f"{system / _HZ / count * 1e6:.1f} µs system CPU each"
+            )
+    if arguments.garbage:
+        gc.collect()
+        kinds = collections.Counter(type(thing).__qualname__ for thing in gc.garbage)
+        gc.set_debug(0)
+        gc.garbage.clear()
+        print(f"cyclic garbage per request: {sum(kinds.values()) / count:.1f} objects")
+        for kind, number in kinds.most_common(12):
+            print(f"  {number / count:8.2f} {kind}")
     if profiler is not None:
         stats = pstats.Stats(profiler)
         stats.sort_stats(arguments.sort).print_stats(arguments.top)
@@ -132,6 +175,10 @@ def main() -> None:
         "--no-object-cache", action="store_true", help="decode every object on every read"
     )
     parser.add_argument("--audit", action="store_true", help="write the audit log too")
+    parser.add_argument("--tune-collector", action="store_true", help="as a server does")
+    parser.add_argument(
+        "--garbage", action="store_true", help="count the reference cycles the requests leave"
+    )
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=30)
     arguments = parser.parse_args()

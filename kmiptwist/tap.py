@@ -102,9 +102,13 @@ def makeService(options: Options) -> IService:
     """Build the KMIP server service; the reactor is imported only now."""
     from twisted.internet import reactor
 
+    from kmiptwist import collector
     from kmiptwist.service import StartupError, make_kmip_service
 
     try:
-        return make_kmip_service(options.configuration, reactor)
+        service = make_kmip_service(options.configuration, reactor)
     except StartupError as error:
         raise SystemExit(f"kmiptwist: {error}") from None
+    # A failed start is logged and stops the process elsewhere.
+    service.when_listening().addCallbacks(lambda _: collector.tune(), lambda _: None)
+    return service

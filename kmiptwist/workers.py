@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.logger import globalLogBeginner, jsonFileLogObserver
     from twisted.protocols.basic import LineOnlyReceiver
 
+    from kmiptwist import collector
     from kmiptwist.service import StartupError, make_kmip_service
 
     parser = argparse.ArgumentParser(description="a kmiptwist KMIP worker process")
@@ -399,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             "worker {worker} cannot start: {error}", worker=arguments.worker, error=str(error)
         )
         return 1
+    service.when_listening().addCallbacks(lambda _: collector.tune(), lambda _: None)
     factory = service.factory
 
     class Commands(LineOnlyReceiver):

@@ -320,9 +320,7 @@ class EndToEndTests(SynchronousTestCase):
         tenant = f"beta-{uuid.uuid4().hex[:8]}"
         bundle_dir = os.path.join(self.workdir, f"{tenant}-client")
         kmiptwist_cli(self.server.data_dir, "tenant", "add", tenant)
-        kmiptwist_cli(
-            self.server.data_dir, "ca", "issue", "--tenant", tenant, "--out", bundle_dir
-        )
+        kmiptwist_cli(self.server.data_dir, "ca", "issue", "--tenant", tenant, "--out", bundle_dir)
         beta = (
             os.path.join(bundle_dir, "client.pem"),
             os.path.join(bundle_dir, "client-key.pem"),

@@ -770,6 +770,54 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         self.assertEqual(taken.values("Name"), [_name("name-taken")])
         self.assertEqual([t.name for t in await store.list_tenants()], ["alpha"])
 
+    async def test_new_objects_written_together(self) -> None:
+        """New objects queued together are inserted by a few shared statements: each
+        gets its own seq in the order they were queued, and the index, the rows and the
+        store's own memory of them (what a sole writer answers revisions from) agree,
+        also across a restart.  Writes of other kinds in the group still run."""
+        from twisted.internet import reactor
+
+        path = self.mktemp()
+        store = SQLiteStore(path, cast(Any, reactor), sole_writer=True)
+        store.startService()
+        await store.add_tenant(Tenant("alpha"))
+        await store.add_object(_key("first"))
+        gate = threading.Event()
+        before = store.commit_count
+        statements: list[str] = []
+        assert store._writer is not None
+        store._writer.set_trace_callback(statements.append)
+        blocker = store._submit(lambda connection: gate.wait(10))
+        count = 300  # more than one statement's worth of rows and of index rows
+        writes = [store.add_object(_key(f"uid-{n}", name=f"n{n}")) for n in range(count)]
+        writes.append(store.add_tenant(Tenant("beta")))
+        writes.append(store.add_object(_key("beta-1", tenant="beta")))
+        gate.set()
+        await defer.gatherResults([blocker, *writes])
+        store._writer.set_trace_callback(None)
+        self.assertTrue(store.commit_count - before <= 2)
+        insertions = [sql for sql in statements if sql.startswith("INSERT INTO objects")]
+        self.assertTrue(len(insertions) <= 5, len(insertions))
+        expected = [f"uid-{n}" for n in reversed(range(count))] + ["first"]
+        self.assertEqual(await store.locate("alpha", [], 0, None), expected)
+        self.assertEqual(await store.locate("beta", [], 0, None), ["beta-1"])
+        name = [LocateCriterion("Name", _name("n123"))]
+        self.assertEqual(await store.locate("alpha", name, 0, None), ["uid-123"])
+        remembered = [(await store.object_revision("alpha", f"uid-{n}")) for n in range(count)]
+        rows = dict(
+            store._read("SELECT unique_identifier, seq FROM objects WHERE tenant = 'alpha'")
+        )
+        self.assertEqual(remembered, [(rows[f"uid-{n}"], 0) for n in range(count)])
+        seqs = [seq for seq, _ in remembered]  # type: ignore[misc]
+        self.assertEqual(seqs, sorted(set(seqs)))
+        self.assertTrue(seqs[0] > rows["first"])
+        await store.stopService()
+        reopened = self.make_store(path)
+        self.assertEqual(await reopened.locate("alpha", name, 0, None), ["uid-123"])
+        self.assertEqual(await reopened.object_revision("alpha", "uid-7"), remembered[7])
+        await reopened.add_object(_key("after"))
+        self.assertEqual((await reopened.locate("alpha", [], 0, 1)), ["after"])
+
     async def test_reads_see_acknowledged_writes(self) -> None:
         """As soon as a write is acknowledged, every read sees it."""
         store = self.make_store()

@@ -118,6 +118,13 @@ class _WriteJob:
     on_success: Callable[[Any], None] | None = None
     after_commit: Callable[[sqlite3.Connection], None] | None = None
     """Run in the writer thread after the COMMIT, outside any transaction (checkpoints)."""
+    new_object: _NewObject | None = None
+    """For the insertion of a new object: its row (without ``seq``) and index entries,
+    so that consecutive insertions are written together (:func:`_insert_objects`);
+    ``run`` does the same alone and returns the object's ``seq``."""
+
+
+_NewObject = tuple[tuple[Any, ...], list[_IndexEntry]]
 
 
 def _configure(connection: sqlite3.Connection, busy_timeout: float) -> None:
@@ -125,6 +132,10 @@ def _configure(connection: sqlite3.Connection, busy_timeout: float) -> None:
     connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     connection.execute("PRAGMA foreign_keys = ON")
     connection.execute("PRAGMA synchronous = FULL")
+    # Each write of a group commit runs in a savepoint, whose journal (a copy of every
+    # page the write changes) otherwise spills to a temporary file past 64 KiB: a
+    # Create wrote ~25 pages there, a pwrite each (bench/NOTES.md item 20).
+    connection.execute("PRAGMA temp_store = MEMORY")
 
 
 _Frozen = tuple[tuple[str, tuple[ttlv.Item, ...], bool, bytes | None], ...]
@@ -304,33 +315,90 @@ _INSERT_OBJECT = (
     "INSERT INTO objects (unique_identifier, tenant, object_type, wrapped_material,"
     " revision, created, root_key_version, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_INDEX = 'INSERT INTO attribute_index (tenant, name, "match", seq) VALUES (?, ?, ?, ?)'
 
-#: Index rows per INSERT statement: one statement for all of an object's rows costs
-#: less than a statement per row.
-_ROWS_PER_INSERT = 100
+_MULTI_ROW: dict[tuple[str, int, int], str] = {}
 
-_INSERT_INDEX_ROWS: dict[int, str] = {}
+#: sqlite's oldest limit on the parameters of one statement.
+_MAX_PARAMETERS = 999
+
+
+def _insert_rows(
+    connection: sqlite3.Connection,
+    into: str,
+    width: int,
+    parameters: list[Any],
+    round_to: int = 1,
+) -> None:
+    """Insert rows of ``width`` columns (``parameters`` row after row) with as few
+    statements as sqlite allows.
+
+    One statement for many rows costs far less than a statement per row: the sqlite3
+    module lets the GIL go around every step, the reactor thread takes it in between,
+    and the writer thread waits to get it back (ten Creates committed together made
+    some fifty such hand-offs).  With ``round_to``, the last row is repeated to make
+    the count a multiple of it (for ``INSERT OR IGNORE``): fewer different statements
+    stay prepared (sqlite3's statement cache), and preparing one costs more than
+    running it.
+    """
+    rows = len(parameters) // width
+    if rows % round_to:
+        parameters = parameters + parameters[-width:] * (round_to - rows % round_to)
+    per_statement = _MAX_PARAMETERS // (width * round_to) * width * round_to
+    for start in range(0, len(parameters), per_statement):
+        chunk = parameters[start : start + per_statement]
+        key = (into, width, len(chunk))
+        sql = _MULTI_ROW.get(key)
+        if sql is None:
+            row = "(" + ", ".join(["?"] * width) + ")"
+            verb = "INSERT OR IGNORE" if round_to > 1 else "INSERT"
+            sql = _MULTI_ROW[key] = f"{verb} INTO {into} VALUES " + ", ".join(
+                [row] * (len(chunk) // width)
+            )
+        connection.execute(sql, chunk)
+
+
+_INDEX_COLUMNS = 'attribute_index (tenant, name, "match", seq)'
+#: An object's index rows are its key (no two alike), so repeating one changes nothing.
+_INDEX_ROWS_ROUNDED_TO = 8
 
 
 def _insert_index(
     connection: sqlite3.Connection, tenant: str, seq: int, entries: list[_IndexEntry]
 ) -> None:
     """Insert the index rows of object ``seq`` of ``tenant``."""
-    for start in range(0, len(entries), _ROWS_PER_INSERT):
-        chunk = entries[start : start + _ROWS_PER_INSERT]
-        count = len(chunk)
-        sql = _INSERT_INDEX_ROWS.get(count)
-        if sql is None:
-            # ?1 is the tenant and ?2 the seq of every row.
-            sql = _INSERT_INDEX_ROWS[count] = (
-                'INSERT INTO attribute_index (tenant, name, "match", seq) VALUES '
-                + ", ".join(f"(?1, ?{2 * n + 3}, ?{2 * n + 4}, ?2)" for n in range(count))
-            )
-        parameters: list[Any] = [tenant, seq]
-        for entry in chunk:
-            parameters += entry
-        connection.execute(sql, parameters)
+    rows: list[Any] = []
+    for name, match in entries:
+        rows += (tenant, name, match, seq)
+    _insert_rows(connection, _INDEX_COLUMNS, 4, rows, _INDEX_ROWS_ROUNDED_TO)
+
+
+def _insert_objects(connection: sqlite3.Connection, objects: Sequence[_NewObject]) -> list[int]:
+    """Insert new objects (rows and index entries) with a few statements for them all;
+    return their ``seq`` in order.  The caller runs this in a savepoint: a failure (a
+    Unique Identifier in use) must leave nothing behind.
+    """
+    (last,) = connection.execute(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'objects'),"
+        " (SELECT max(seq) FROM objects), 0)"
+    ).fetchone()
+    seqs = list(range(last + 1, last + 1 + len(objects)))
+    rows: list[Any] = []
+    index: list[Any] = []
+    for seq, (values, entries) in zip(seqs, objects, strict=True):
+        rows.append(seq)
+        rows += values
+        tenant = values[1]
+        for name, match in entries:
+            index += (tenant, name, match, seq)
+    _insert_rows(
+        connection,
+        "objects (seq, unique_identifier, tenant, object_type, wrapped_material, revision,"
+        " created, root_key_version, attributes)",
+        9,
+        rows,
+    )
+    _insert_rows(connection, _INDEX_COLUMNS, 4, index, _INDEX_ROWS_ROUNDED_TO)
+    return seqs
 
 
 _DELETE_INDEX = (
@@ -543,7 +611,14 @@ class SQLiteStore(Service):
 
     def _open(self) -> None:
         """Open the connections, migrate, and start the writer thread."""
-        writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        writer = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            # One INSERT per count of new objects in a group (up to 111) and per count
+            # of index rows (in steps of _INDEX_ROWS_ROUNDED_TO), besides the rest.
+            cached_statements=256,
+        )
         try:
             _configure(writer, self._busy_timeout)
             # Migrate first: a database this code refuses is left exactly as it was.
@@ -612,11 +687,12 @@ class SQLiteStore(Service):
         run: Callable[[sqlite3.Connection], Any],
         on_success: Callable[[Any], None] | None = None,
         after_commit: Callable[[sqlite3.Connection], None] | None = None,
+        new_object: _NewObject | None = None,
     ) -> Deferred[Any]:
         """Queue ``run(connection)`` for the next group commit; fires after COMMIT."""
         if self._thread is None:
             return fail(StoreNotRunning(f"the key store {self.path} is not running"))
-        job = _WriteJob(run, Deferred(), on_success, after_commit)
+        job = _WriteJob(run, Deferred(), on_success, after_commit, new_object)
         self._queue.put(job)
         return job.deferred
 
@@ -656,6 +732,11 @@ class SQLiteStore(Service):
         outcomes: list[tuple[_WriteJob, bool, Any]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
+            together = [job for job in jobs if job.new_object is not None]
+            if len(together) > 1:
+                jobs = self._run_insertions(connection, together, outcomes) + [
+                    job for job in jobs if job.new_object is None
+                ]
             for job in jobs:
                 connection.execute("SAVEPOINT job")
                 try:
@@ -688,6 +769,31 @@ class SQLiteStore(Service):
                     # The job is committed; what follows is housekeeping.
                     self._log.failure("Housekeeping after a commit failed")
         return outcomes
+
+    @staticmethod
+    def _run_insertions(
+        connection: sqlite3.Connection,
+        jobs: list[_WriteJob],
+        outcomes: list[tuple[_WriteJob, bool, Any]],
+    ) -> list[_WriteJob]:
+        """Write the new objects of ``jobs`` together; return the jobs left to run one
+        by one (all of them when writing them together failed).
+
+        Insertions commute with the group's other writes (an update or removal never
+        names an object that is not stored yet), so they may go first.
+        """
+        connection.execute("SAVEPOINT insertions")
+        try:
+            seqs = _insert_objects(connection, [job.new_object for job in jobs])  # type: ignore[misc]
+        except sqlite3.Error:
+            if not connection.in_transaction:
+                raise
+            connection.execute("ROLLBACK TO insertions")
+            connection.execute("RELEASE insertions")
+            return jobs
+        connection.execute("RELEASE insertions")
+        outcomes.extend((job, True, seq) for job, seq in zip(jobs, seqs, strict=True))
+        return []
 
     def _deliver(self, outcomes: list[tuple[_WriteJob, bool, Any]]) -> None:
         """In the reactor thread: fire each job's Deferred with its committed outcome."""
@@ -739,9 +845,7 @@ class SQLiteStore(Service):
             stored,
         )
 
-        inserted: list[int] = []
-
-        def add(connection: sqlite3.Connection) -> None:
+        def add(connection: sqlite3.Connection) -> int:
             try:
                 seq = connection.execute(_INSERT_OBJECT, values).lastrowid or 0
             except sqlite3.IntegrityError:
@@ -753,12 +857,12 @@ class SQLiteStore(Service):
                     ) from None
                 raise
             _insert_index(connection, tenant, seq, entries)
-            inserted.append(seq)
+            return seq
 
-        def added(_: None) -> None:
-            self._remember(values[0], (inserted[-1], values[4], values[2], snapshot, tenant))
+        def added(seq: int) -> None:
+            self._remember(values[0], (seq, values[4], values[2], snapshot, tenant))
 
-        return self._submit(add, added)
+        return self._submit(add, added, new_object=(values, entries)).addCallback(lambda _: None)
 
     def get_object(self, tenant: str, unique_identifier: str) -> Deferred[ManagedObject | None]:
         """The tenant's object, or None (also when another tenant owns it)."""

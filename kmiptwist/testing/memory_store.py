@@ -139,7 +139,9 @@ class MemoryStore(Service):
 
         return _answer(get)
 
-    def object_revision(self, tenant: str, unique_identifier: str) -> Deferred[tuple[int, int] | None]:
+    def object_revision(
+        self, tenant: str, unique_identifier: str
+    ) -> Deferred[tuple[int, int] | None]:
         """``(seq, revision)`` of the tenant's object, or None."""
 
         def revision() -> tuple[int, int] | None:

@@ -34,6 +34,4 @@ class WrappingError(Exception):
         self.kind = kind if kind is not None else (MATERIAL if permanent else SERVICE)
 
     def __repr__(self) -> str:
-        return (
-            f"WrappingError({self.message!r}, permanent={self.permanent!r}, kind={self.kind!r})"
-        )
+        return f"WrappingError({self.message!r}, permanent={self.permanent!r}, kind={self.kind!r})"
