@@ -153,28 +153,19 @@ def _copy_item(item: ttlv.Item) -> ttlv.Item:
     return ttlv.Item(item.tag, item.type, [_copy_item(child) for child in item.value])
 
 
-def _freeze(
-    attributes: dict[str, list[ttlv.Item]], encodings: Sequence[bytes] | None = None
-) -> _Frozen:
-    """Attributes to keep, sharing nothing mutable with ``attributes``, with their
-    stored forms ``encodings`` (in the same order) when known."""
-    frozen = []
-    structure = ttlv.ItemType.STRUCTURE
-    for position, (name, items) in enumerate(attributes.items()):
-        nested = False
-        for item in items:
-            if item.type == structure:
-                nested = True
-                break
-        frozen.append(
-            (
-                name,
-                tuple(map(_copy_item, items)) if nested else tuple(items),
-                nested,
-                None if encodings is None else encodings[position],
-            )
-        )
-    return tuple(frozen)
+def _frozen(
+    name: str, instances: Sequence[ttlv.Item], encoding: bytes | None
+) -> tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]:
+    """One attribute as kept: its instances share nothing mutable with ``instances``."""
+    for item in instances:
+        if item.type == _STRUCTURE:
+            return name, tuple(map(_copy_item, instances)), True, encoding
+    return name, tuple(instances), False, encoding
+
+
+def _freeze(attributes: dict[str, list[ttlv.Item]]) -> _Frozen:
+    """Attributes to keep, sharing nothing mutable with ``attributes``."""
+    return tuple(_frozen(name, items, None) for name, items in attributes.items())
 
 
 def _thaw(attributes: _Frozen) -> dict[str, list[ttlv.Item]]:
@@ -216,20 +207,27 @@ _ATTRIBUTES: dict[tuple[str, ttlv.Item], _Attribute] = {}
 """The same for recent single-valued attributes: most of them are the same in most
 objects, and every write of an object stores all of its attributes."""
 
+_UNIQUE_TO_EACH_OBJECT = frozenset({"Unique Identifier", "Short Unique Identifier"})
+"""Attributes whose values no two objects share: remembering them would only push the
+shared values out of :data:`_ATTRIBUTES`."""
+
+_STRUCTURE = ttlv.ItemType.STRUCTURE
+
 
 def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _Attribute:
     """(stored form, distinct searchable forms) of attribute ``name``."""
     if len(instances) == 1:
         item = instances[0]
-        if item.type != ttlv.ItemType.STRUCTURE:  # a structure's list cannot be a key
+        if item.type != _STRUCTURE:  # a structure's list cannot be a key
             key = (name, item)
             found = _ATTRIBUTES.get(key)
             if found is None:
                 encoding, match = _encoded(item)
                 found = (schema.encode_attribute(name, (encoding,)), (match,))
-                if len(_ATTRIBUTES) >= 4096:
-                    _ATTRIBUTES.clear()
-                _ATTRIBUTES[key] = found
+                if name not in _UNIQUE_TO_EACH_OBJECT:
+                    if len(_ATTRIBUTES) >= 4096:
+                        _ATTRIBUTES.clear()
+                    _ATTRIBUTES[key] = found
             return found
     encodings = []
     matches: list[Any] = []
@@ -243,17 +241,26 @@ def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _Attribute:
 
 def _stored_form(
     attributes: dict[str, list[ttlv.Item]],
-) -> tuple[bytes, list[_IndexEntry], list[bytes]]:
+) -> tuple[bytes, list[_IndexEntry], _Frozen]:
     """The blob of ``attributes``, their index entries (one per distinct searchable
-    value of each name) and each attribute's stored form."""
+    value of each name) and the attributes as kept (:func:`_freeze`, with each one's
+    stored form), in one pass."""
     encodings = []
     entries: list[_IndexEntry] = []
+    frozen: list[tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]] = []
     for name, instances in attributes.items():
         encoding, matches = _attribute(name, instances)
         encodings.append(encoding)
-        for match in matches:
-            entries.append((name, match))
-    return schema.join_attributes(encodings), entries, encodings
+        if len(matches) == 1:
+            entries.append((name, matches[0]))
+        else:
+            for match in matches:
+                entries.append((name, match))
+        if len(instances) == 1 and instances[0].type != _STRUCTURE:
+            frozen.append((name, (instances[0],), False, encoding))
+        else:
+            frozen.append(_frozen(name, instances, encoding))
+    return schema.join_attributes(encodings), entries, tuple(frozen)
 
 
 def _matches(instances: Sequence[ttlv.Item]) -> list[Any]:
@@ -272,43 +279,49 @@ def _index_changes(
     """The index entries to delete and to insert to turn the stored attributes' index
     into that of ``attributes``."""
     _, stale, fresh, _ = _changes(
-        [(name, tuple(items), False, None) for name, items in stored.items()], attributes
+        tuple((name, tuple(items), False, None) for name, items in stored.items()), attributes
     )
     return stale, fresh
 
 
 def _changes(
-    stored: Iterable[tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]],
-    attributes: Mapping[str, Sequence[ttlv.Item]],
-) -> tuple[bytes, list[_IndexEntry], list[_IndexEntry], list[bytes]]:
+    stored: _Frozen, attributes: Mapping[str, Sequence[ttlv.Item]]
+) -> tuple[bytes, list[_IndexEntry], list[_IndexEntry], _Frozen]:
     """The blob of ``attributes``, the index entries to delete and to insert to turn
     the index of the stored attributes ``stored`` (as kept by :func:`_freeze`) into
-    theirs, and each attribute's stored form.
+    theirs, and the attributes as kept.
 
     A name whose instances are unchanged is not touched, whatever its position: most
     updates (a state change, an added attribute) change two or three of an object's
     twenty-odd attributes.  Its stored form is reused when known.
     """
-    before = {name: (items, encoding) for name, items, _, encoding in stored}
+    before = {kept[0]: kept for kept in stored}
     encodings = []
     stale: list[_IndexEntry] = []
     fresh: list[_IndexEntry] = []
+    frozen: list[tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]] = []
     for name, instances in attributes.items():
         previous = before.pop(name, None)
+        if previous is not None and previous[1] == tuple(instances):
+            encoding = previous[3]
+            if encoding is None:
+                encoding = _attribute(name, instances)[0]
+                previous = _frozen(name, previous[1], encoding)
+            encodings.append(encoding)
+            frozen.append(previous)
+            continue
+        encoding, matches = _attribute(name, instances)
         if previous is None:
-            encoding, matches = _attribute(name, instances)
             fresh.extend((name, match) for match in matches)
-        elif previous[0] == tuple(instances):
-            encoding = previous[1] or _attribute(name, instances)[0]
         else:
-            encoding, matches = _attribute(name, instances)
-            old = _matches(previous[0])
+            old = _matches(previous[1])
             stale.extend((name, match) for match in old if match not in matches)
             fresh.extend((name, match) for match in matches if match not in old)
         encodings.append(encoding)
-    for name, (items, _) in before.items():  # names the object no longer has
-        stale.extend((name, match) for match in _matches(items))
-    return schema.join_attributes(encodings), stale, fresh, encodings
+        frozen.append(_frozen(name, instances, encoding))
+    for gone, items, _, _ in before.values():  # names the object no longer has
+        stale.extend((gone, match) for match in _matches(items))
+    return schema.join_attributes(encodings), stale, fresh, tuple(frozen)
 
 
 _INSERT_OBJECT = (
@@ -829,8 +842,7 @@ class SQLiteStore(Service):
     def add_object(self, obj: ManagedObject) -> Deferred[None]:
         """Store a new object; fails with :class:`ObjectExists` for a used identifier."""
         try:
-            stored, entries, encodings = _stored_form(obj.attributes)
-            snapshot = _freeze(obj.attributes, encodings)
+            stored, entries, snapshot = _stored_form(obj.attributes)
         except Exception:
             return fail()
         tenant = obj.tenant
@@ -956,16 +968,15 @@ class SQLiteStore(Service):
         try:
             if cached is not None and cached[1] == revision:
                 # The stored revision is the cached one (if the CAS below holds).
-                stored, stale, fresh, encodings = _changes(cached[3], obj.attributes)
+                stored, stale, fresh, snapshot = _changes(cached[3], obj.attributes)
                 known: tuple[int, list[_IndexEntry], list[_IndexEntry]] | None = (
                     cached[0],
                     stale,
                     fresh,
                 )
             else:
-                stored, _, encodings = _stored_form(obj.attributes)
+                stored, _, snapshot = _stored_form(obj.attributes)
                 known = None
-            snapshot = _freeze(obj.attributes, encodings)
         except Exception:
             return fail()
         object_type = obj.object_type
