@@ -61,6 +61,7 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
         os.path.join(directory, "store.sqlite3"),
         reactor,  # type: ignore[arg-type]
         object_cache_size=0 if arguments.no_object_cache else 10_000,
+        sole_writer=True,  # as a server of one process (the default)
     )
     store.startService()
     await store.add_tenant(Tenant("default", "local", "default", 0))
@@ -76,7 +77,12 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
     if arguments.audit:
         from kmiptwist.audit import AuditLog
 
-        audit = AuditLog(os.path.join(directory, "audit.log"), reactor, reactor)  # type: ignore[arg-type]
+        audit = AuditLog(
+            os.path.join(directory, "audit.log"),
+            reactor,  # type: ignore[arg-type]
+            reactor,  # type: ignore[arg-type]
+            arguments.audit_sync_interval,
+        )
         audit.startService()
     processor = KMIPProcessor(engine, audit=audit)
     peer = Peer("profile", "ab" * 32, "default")
@@ -126,6 +132,28 @@ async def _main(reactor: object, arguments: argparse.Namespace) -> None:
                     for _ in range(min(256, count - first))
                 ]
             )
+    elif arguments.through_protocol:
+        # The connection's protocol over a transport that keeps what it is given: the
+        # framing, ordering and timers a request passes through, without TLS or sockets.
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from kmiptwist.protocol import KMIPServerFactory, KMIPServerProtocol
+
+        factory = KMIPServerFactory(processor, store, reactor)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        assert isinstance(protocol, KMIPServerProtocol)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.peer, protocol._handshake_done = peer, True
+        protocol.setTimeout(factory.limits.idle_timeout)
+        for index in range(count):
+            protocol.dataReceived(requests[index % size])
+            if index % 64 == 0:
+                if not transport.value():
+                    raise SystemExit("--through-protocol: the path does not answer at once")
+                transport.clear()
+        protocol.connectionLost()
     else:
         for index in range(count):
             await call(requests[index % size])
@@ -175,7 +203,13 @@ def main() -> None:
         "--no-object-cache", action="store_true", help="decode every object on every read"
     )
     parser.add_argument("--audit", action="store_true", help="write the audit log too")
+    parser.add_argument("--audit-sync-interval", type=float, default=0.01)
     parser.add_argument("--tune-collector", action="store_true", help="as a server does")
+    parser.add_argument(
+        "--through-protocol",
+        action="store_true",
+        help="feed the requests to a connection's protocol (paths answered at once only)",
+    )
     parser.add_argument(
         "--garbage", action="store_true", help="count the reference cycles the requests leave"
     )
