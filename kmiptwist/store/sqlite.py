@@ -798,7 +798,9 @@ class SQLiteStore(Service):
         connection.execute("SAVEPOINT insertions")
         try:
             seqs = _insert_objects(connection, [job.new_object for job in jobs])  # type: ignore[misc]
-        except sqlite3.Error:
+        except Exception:
+            # One by one, each fails or succeeds on its own (unless sqlite gave up
+            # the whole transaction, which fails the group).
             if not connection.in_transaction:
                 raise
             connection.execute("ROLLBACK TO insertions")
