@@ -20,15 +20,18 @@ from kmiptwist.errors import KMIPError, invalid_message
 from kmiptwist.messages import (
     SUPPORTED_VERSIONS,
     ProtocolVersion,
+    RequestHeader,
     RequestMessage,
     ResponseBatchItem,
     encode_response,
     error_response,
     guess_version,
+    parse_lone_get,
     parse_request,
 )
 from kmiptwist.operations import OPERATIONS, RequestContext
 from kmiptwist.operations.base import reason_for
+from kmiptwist.operations.retrieval import answer_again
 from kmiptwist.ttlv import ItemType, Limits, TTLVError
 from kmiptwist.vocabulary.enums import (
     BatchErrorContinuationOption,
@@ -81,6 +84,7 @@ _UNIQUE_IDENTIFIER = int(Tag.UNIQUE_IDENTIFIER)
 _CONTINUE = int(BatchErrorContinuationOption.CONTINUE)
 _UNDO = int(BatchErrorContinuationOption.UNDO)
 _SUCCESS = int(ResultStatus.SUCCESS)
+_GET = int(Operation.GET)
 
 MAX_REFUSALS_AUDITED = 100
 """Refused requests (peers without a tenant) audited per second; the rest are counted."""
@@ -145,6 +149,12 @@ class KMIPProcessor:
 
     async def process(self, data: bytes, peer: Peer) -> bytes:
         """Answer one request message; never raises for anything the peer sent."""
+        if peer.tenant is not None:
+            lone = parse_lone_get(data)
+            if lone is not None:
+                again = await self._get_again(*lone, peer)
+                if again is not None:
+                    return again
         now = self.engine.now()
         try:
             item = ttlv.decode(data, self.limits)
@@ -246,18 +256,22 @@ class KMIPProcessor:
                 peer=peer.address,
             )
 
+    def _context(self, peer: Peer, header: RequestHeader) -> RequestContext:
+        """The context of one request of a peer with a tenant."""
+        assert peer.tenant is not None
+        return RequestContext(
+            engine=self.engine,
+            tenant=peer.tenant,
+            version=header.protocol_version,
+            peer_fingerprint=peer.fingerprint,
+            header=header,
+        )
+
     async def _run_batch(
         self, request: RequestMessage, version: ProtocolVersion, peer: Peer
     ) -> list[ResponseBatchItem]:
         """Run the batch items in order, honouring the error continuation option."""
-        assert peer.tenant is not None
-        context = RequestContext(
-            engine=self.engine,
-            tenant=peer.tenant,
-            version=version,
-            peer_fingerprint=peer.fingerprint,
-            header=request.header,
-        )
+        context = self._context(peer, request.header)
         option = request.header.batch_error_continuation_option
         stop_on_error = option != _CONTINUE
         undo = option == _UNDO
@@ -313,13 +327,29 @@ class KMIPProcessor:
             return await self._execute(context, operation, payload, peer)
         notes = audit_notes()
         result = await self._execute(context, operation, payload, peer)
+        self._record(
+            context, operation, _audited_identifier(payload, result.payload), result, peer, notes
+        )
+        return result
+
+    def _record(
+        self,
+        context: RequestContext,
+        operation: int,
+        unique_identifier: str | None,
+        result: ResponseBatchItem,
+        peer: Peer,
+        notes: dict[str, Any],
+    ) -> None:
+        """The audit record of one batch item."""
+        assert self.audit is not None
         succeeded = result.result_status == _SUCCESS
         self.audit.record_nowait(
             actor=f"cert:{peer.fingerprint}",
             operation=_AUDIT_NAMES.get(operation) or f"kmip.{_operation_name(operation)}",
             result="success" if succeeded else "failure",
             tenant=context.tenant,
-            unique_identifier=_audited_identifier(payload, result.payload),
+            unique_identifier=unique_identifier,
             correlation_id=",".join(notes["correlation_ids"])
             if "correlation_ids" in notes
             else None,
@@ -327,7 +357,30 @@ class KMIPProcessor:
             peer=peer.address,
             via_ca=peer.trusted_ca,
         )
-        return result
+
+    async def _get_again(
+        self, version: ProtocolVersion, batch_id: bytes | None, unique_identifier: str, peer: Peer
+    ) -> bytes | None:
+        """The response to a lone Get (``messages.parse_lone_get``) whose answer is kept
+        (``retrieval.answer_again``: same stamp and root key checks), made and audited
+        as the general path makes and audits it, without decoding the request or
+        running the batch machinery; None when the general path must answer (nothing
+        kept, or anything amiss, which it then reports)."""
+        if version not in SUPPORTED_VERSIONS:
+            return None
+        context = self._context(peer, RequestHeader(version, 1))
+        notes = audit_notes() if self.audit is not None else {}
+        try:
+            payload = await answer_again(context, unique_identifier, (version, None))
+        except Exception:
+            return None
+        if payload is None:
+            return None
+        result = ResponseBatchItem(_GET, _SUCCESS, batch_id, payload=payload)
+        response = encode_response(version, self.engine.now(), [result])
+        if self.audit is not None:
+            self._record(context, _GET, unique_identifier, result, peer, notes)
+        return response
 
     async def _execute(
         self, context: RequestContext, operation: int, payload: ttlv.Item | None, peer: Peer

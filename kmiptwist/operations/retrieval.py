@@ -21,7 +21,7 @@ from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import Operation, ResultReason
 from kmiptwist.vocabulary.tags import Tag
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "answer_again"]
 
 _UNIQUE_IDENTIFIER = int(Tag.UNIQUE_IDENTIFIER)
 _KEY_FORMAT_TYPE = int(Tag.KEY_FORMAT_TYPE)
@@ -44,7 +44,7 @@ async def get(context: RequestContext, payload: Item) -> Payload:
     # identifier from the request) and asks for it in the clear.
     keep = wrapping is None and payload.find(_UNIQUE_IDENTIFIER) is not None
     if keep:
-        answer = await _answer_again(context, unique_identifier, form)
+        answer = await answer_again(context, unique_identifier, form)
         if answer is not None:
             return answer
     obj = await context.load(unique_identifier)
@@ -96,7 +96,7 @@ async def get(context: RequestContext, payload: Item) -> Payload:
 # are not kept.
 
 
-async def _answer_again(
+async def answer_again(
     context: RequestContext, unique_identifier: str, form: tuple[object, int | None]
 ) -> Payload | None:
     """The answer kept for this Get of an unchanged object, or None."""

@@ -1,0 +1,203 @@
+"""A lone Get read at fixed offsets (``messages.parse_lone_get``) and answered from its
+kept answer without the general path (``KMIPProcessor._get_again``).
+
+What is checked: the fixed-offset reading agrees with the general decoding on every
+message it accepts (examples and hypothesis mutations), leaves every other message to
+the general path, and the response bytes and audit records are those the general path
+makes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from kmiptwist import processor as processor_module
+from kmiptwist import ttlv
+from kmiptwist.messages import ProtocolVersion, parse_lone_get, parse_request
+from kmiptwist.processor import KMIPProcessor, Peer
+from kmiptwist.testing.messages import request
+from kmiptwist.vocabulary.enums import KeyFormatType, Operation
+from kmiptwist.vocabulary.tags import Tag
+
+from .test_operations import V11, V14, V20, Harness, uid_payload
+
+_VERSIONS = [(1, 0), V11, (1, 2), (1, 3), V14, V20, (2, 1)]
+
+
+def _lone_get(version: tuple[int, int], uid: str, batch_id: bytes | None = None) -> bytes:
+    return request(version, [(Operation.GET, uid_payload(uid), batch_id)])
+
+
+def _general(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
+    """What the general path reads, when it reads a lone Get naming its object."""
+    try:
+        message = parse_request(ttlv.decode(data))
+    except Exception:
+        return None
+    header = message.header
+    if len(message.batch_items) != 1:
+        return None
+    item = message.batch_items[0]
+    if item.operation != Operation.GET or item.payload is None:
+        return None
+    children = item.payload.value
+    if len(children) != 1 or children[0].tag != Tag.UNIQUE_IDENTIFIER:
+        return None
+    if children[0].type != ttlv.ItemType.TEXT_STRING:
+        return None
+    return header.protocol_version, item.unique_batch_item_id, children[0].value
+
+
+class ParseLoneGetTests(SynchronousTestCase):
+    def test_reads_what_the_general_path_reads(self) -> None:
+        """Every version, with and without a batch item id, identifiers of every length
+        modulo 8 and beyond ASCII."""
+        for version in _VERSIONS:
+            for batch_id in (None, b"", b"\x01", bytes(range(13))):
+                for uid in ("", "a", "abcdefgh", "0c4b3a2e-5d6f-4a1b-9c8d-7e6f5a4b3c2d", "clé-ü"):
+                    data = _lone_get(version, uid, batch_id)
+                    expected = (ProtocolVersion(*version), batch_id, uid)
+                    self.assertEqual(_general(data), expected)
+                    self.assertEqual(parse_lone_get(data), expected)
+
+    def test_anything_else_goes_the_general_way(self) -> None:
+        """A field more, a field of another type, another operation or count: None."""
+        uid = uid_payload("k")
+        others = [
+            request(V14, [(Operation.LOCATE, uid, None)]),
+            request(V14, [(Operation.GET, uid, None), (Operation.GET, uid, None)]),
+            request(V14, [(Operation.GET, uid, None)], batch_count=2),
+            request(V14, [(Operation.GET, None, None)]),
+            request(V14, [(Operation.GET, [], None)]),
+            request(
+                V14,
+                [(Operation.GET, uid, None)],
+                header_extra=[ttlv.integer(Tag.MAXIMUM_RESPONSE_SIZE, 100)],
+            ),
+            request(
+                V14,
+                [
+                    (
+                        Operation.GET,
+                        [*uid, ttlv.enumeration(Tag.KEY_FORMAT_TYPE, KeyFormatType.RAW)],
+                        None,
+                    )
+                ],
+            ),
+            request(V20, [(Operation.GET, [ttlv.enumeration(Tag.UNIQUE_IDENTIFIER, 1)], None)]),
+            request(V14, [(Operation.GET, [ttlv.byte_string(Tag.UNIQUE_IDENTIFIER, b"k")], None)]),
+        ]
+        lone = _lone_get(V14, "k")
+        others += [lone[:-8], lone + bytes(8), lone[:-1], b"", lone[:16]]
+        invalid_utf8 = bytearray(_lone_get(V14, "k"))
+        invalid_utf8[-8] = 0xFF
+        others.append(bytes(invalid_utf8))
+        for data in others:
+            self.assertIsNone(parse_lone_get(data), data.hex())
+
+    @settings(max_examples=400, deadline=None)
+    @given(
+        version=st.sampled_from(_VERSIONS),
+        uid=st.text(max_size=20),
+        batch_id=st.none() | st.binary(max_size=12),
+        edits=st.lists(
+            st.tuples(st.integers(min_value=0, max_value=200), st.integers(0, 255)), max_size=3
+        ),
+        cut=st.integers(min_value=-24, max_value=24),
+    )
+    def test_never_reads_otherwise(
+        self,
+        version: tuple[int, int],
+        uid: str,
+        batch_id: bytes | None,
+        edits: list[tuple[int, int]],
+        cut: int,
+    ) -> None:
+        """Whatever bytes are changed, cut or added: what the fast reading accepts, the
+        general path reads the same."""
+        data = bytearray(_lone_get(version, uid, batch_id))
+        for position, value in edits:
+            if position < len(data):
+                data[position] = value
+        if cut < 0:
+            del data[cut:]
+        else:
+            data += bytes(cut)
+        found = parse_lone_get(bytes(data))
+        if found is not None:
+            self.assertEqual(found, _general(bytes(data)))
+
+
+class _Sink:
+    """An audit sink keeping what it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def record_nowait(self, **fields: Any) -> None:
+        self.records.append(fields)
+
+
+class LoneGetTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.h = Harness(self)
+        self.sink = _Sink()
+        self.processor = KMIPProcessor(self.h.engine, audit=self.sink)
+        self.peer = Peer(address="127.0.0.1:1", fingerprint="aa" * 32, tenant="alpha")
+        self.uid = self.h.create()
+        for _ in range(2):  # the first Get clears Fresh, the second keeps its answer
+            self.assertTrue(self.h.one(V14, Operation.GET, uid_payload(self.uid)).ok)
+
+    def answer(self, data: bytes) -> tuple[bytes, dict[str, Any]]:
+        out = self.successResultOf(Deferred.fromCoroutine(self.processor.process(data, self.peer)))
+        return out, self.sink.records[-1]
+
+    def general(self, data: bytes) -> tuple[bytes, dict[str, Any]]:
+        self.patch(processor_module, "parse_lone_get", lambda data: None)
+        try:
+            return self.answer(data)
+        finally:
+            self.patch(processor_module, "parse_lone_get", parse_lone_get)
+
+    def test_same_bytes_and_record_as_the_general_path(self) -> None:
+        """Kept answers in several versions, with and without a batch item id."""
+        for version, batch_id in ((V14, None), (V14, b"\x07"), (V11, b"QLKC"), (V20, None)):
+            data = _lone_get(version, self.uid, batch_id)
+            general = self.general(data)  # also keeps this version's answer
+            self.assertEqual(self.answer(data), general)
+            self.assertEqual(general[1]["unique_identifier"], self.uid)
+
+    def test_answered_without_decoding(self) -> None:
+        """A kept answer is served without the general path's decoding."""
+        data = _lone_get(V14, self.uid)
+
+        def refuse(item: Any) -> Any:
+            raise AssertionError("the general path ran")
+
+        self.patch(processor_module, "parse_request", refuse)
+        response, record = self.answer(data)
+        self.assertEqual(record["result"], "success")
+        self.assertIn(self.uid.encode(), response)
+
+    def test_other_gets_are_answered_by_the_general_path(self) -> None:
+        """Nothing kept (another key, another tenant, a changed object): the general
+        path answers and audits, the same as without the fast reading."""
+        other = self.h.create()
+        gone = self.h.create()
+        self.assertTrue(self.h.one(V14, Operation.GET, uid_payload(gone)).ok)
+        self.assertTrue(self.h.one(V14, Operation.DESTROY, uid_payload(gone)).ok)
+        for uid in (other, gone, "no-such-key"):
+            data = _lone_get(V14, uid)
+            fast = self.answer(data)
+            self.assertEqual(fast, self.general(data))
+        stranger = Peer(address="127.0.0.1:2", fingerprint="bb" * 32, tenant="beta")
+        out = self.successResultOf(
+            Deferred.fromCoroutine(self.processor.process(_lone_get(V14, self.uid), stranger))
+        )
+        self.assertNotIn(b"\x42\x00\x43", out)  # no Key Material for another tenant
+        self.assertEqual(self.sink.records[-1]["result"], "failure")
