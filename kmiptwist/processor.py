@@ -85,6 +85,8 @@ _CONTINUE = int(BatchErrorContinuationOption.CONTINUE)
 _UNDO = int(BatchErrorContinuationOption.UNDO)
 _SUCCESS = int(ResultStatus.SUCCESS)
 _GET = int(Operation.GET)
+_PRIVATE_KEY_UNIQUE_IDENTIFIER = int(Tag.PRIVATE_KEY_UNIQUE_IDENTIFIER)
+_PUBLIC_KEY_UNIQUE_IDENTIFIER = int(Tag.PUBLIC_KEY_UNIQUE_IDENTIFIER)
 
 MAX_REFUSALS_AUDITED = 100
 """Refused requests (peers without a tenant) audited per second; the rest are counted."""
@@ -102,6 +104,20 @@ def _audited_identifier(request: ttlv.Item | None, response: list[ttlv.Item] | N
         if len(identifiers) == 1 and identifiers[0].type == ItemType.TEXT_STRING:
             return str(identifiers[0].value)
     return None
+
+
+def _key_pair(response: list[ttlv.Item]) -> tuple[str, str] | None:
+    """(private, public) Unique Identifiers of a response that names a key pair."""
+    private = public = None
+    for item in response:
+        if item.type == ItemType.TEXT_STRING:
+            if item.tag == _PRIVATE_KEY_UNIQUE_IDENTIFIER:
+                private = str(item.value)
+            elif item.tag == _PUBLIC_KEY_UNIQUE_IDENTIFIER:
+                public = str(item.value)
+    if private is None or public is None:
+        return None
+    return private, public
 
 
 def _reason_name(reason: int | None) -> str | None:
@@ -327,9 +343,14 @@ class KMIPProcessor:
             return await self._execute(context, operation, payload, peer)
         notes = audit_notes()
         result = await self._execute(context, operation, payload, peer)
-        self._record(
-            context, operation, _audited_identifier(payload, result.payload), result, peer, notes
-        )
+        unique_identifier = _audited_identifier(payload, result.payload)
+        extra: dict[str, str] = {}
+        if unique_identifier is None and result.payload:
+            pair = _key_pair(result.payload)
+            if pair is not None:
+                # Create Key Pair makes two objects: the record names both.
+                unique_identifier, extra["public_key"] = pair
+        self._record(context, operation, unique_identifier, result, peer, notes, **extra)
         return result
 
     def _record(
@@ -340,8 +361,9 @@ class KMIPProcessor:
         result: ResponseBatchItem,
         peer: Peer,
         notes: dict[str, Any],
+        **extra: str,
     ) -> None:
-        """The audit record of one batch item."""
+        """The audit record of one batch item (``extra``: more details)."""
         assert self.audit is not None
         succeeded = result.result_status == _SUCCESS
         self.audit.record_nowait(
@@ -356,6 +378,7 @@ class KMIPProcessor:
             reason=None if succeeded else _reason_name(result.result_reason),
             peer=peer.address,
             via_ca=peer.trusted_ca,
+            **extra,
         )
 
     async def _get_again(

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from twisted.trial.unittest import SynchronousTestCase
 
 from kmiptwist import ttlv
+from kmiptwist.processor import KMIPProcessor
 from kmiptwist.testing.messages import attribute_1x, name_1x, request
 from kmiptwist.vocabulary.enums import (
     CryptographicAlgorithm,
@@ -69,6 +70,22 @@ def material(block) -> object:
 
 class CreateKeyPairTests(SynchronousTestCase):
     """Create Key Pair makes two linked keys from one request."""
+
+    def test_audit_record_names_both_keys(self) -> None:
+        """The audit record of a Create Key Pair names the private key as its object
+        and the public key in a detail."""
+        h = Harness(self)
+        records: list[dict[str, object]] = []
+
+        class Sink:
+            def record_nowait(self, **fields: object) -> None:
+                records.append(fields)
+
+        h.processor = KMIPProcessor(h.engine, audit=Sink())
+        private, public = pair_2x(h)
+        self.assertEqual(records[-1]["operation"], "kmip.create_key_pair")
+        self.assertEqual(records[-1]["unique_identifier"], private)
+        self.assertEqual(records[-1]["public_key"], public)
 
     def test_rsa_pair_2x(self) -> None:
         """An RSA pair: each key links to the other, both are Pre-Active with the request's
