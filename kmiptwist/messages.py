@@ -335,52 +335,6 @@ def parse_request(item: Item) -> RequestMessage:
 
 # Tags and types as plain ints: an IntEnum member costs a slow class attribute lookup
 # on every use, and these are read for every request.
-def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
-    """(version, Unique Batch Item ID, Unique Identifier) of a request message that is
-    exactly one Get naming its object and nothing more; None for any other message.
-
-    The commonest request there is (a client fetching a key it has fetched before),
-    read at fixed offsets without decoding the message: a Request Header of Protocol
-    Version and Batch Count 1 only, and one Batch Item of Operation Get, an optional
-    Unique Batch Item ID and a Request Payload holding only a text Unique Identifier.
-    Anything else, including any field this reading does not check, is None, and
-    the message goes the general way (:func:`parse_request`), which reads it the same.
-    """
-    size = len(data)
-    if size < _LONE_GET_MINIMUM or size % 8 or _words(data, 0) != (_REQUEST_MESSAGE_HEAD, size - 8):
-        return None
-    if data[8:32] != _LONE_GET_HEADER_START or data[40:48] != _LONE_GET_MINOR_HEAD:
-        return None
-    if data[56:72] != _LONE_GET_BATCH_COUNT or _words(data, 72) != (_BATCH_ITEM_HEAD, size - 80):
-        return None
-    if data[80:92] != _LONE_GET_OPERATION:
-        return None
-    major, minor = _int32(data, 32)[0], _int32(data, 48)[0]
-    at = 96
-    batch_id = None
-    head, length = _words(data, at)
-    if head == _UNIQUE_BATCH_ITEM_ID_HEAD:
-        end = at + 8 + length
-        batch_id = data[at + 8 : end]
-        at = end + (-length & 7)
-        if at + 16 > size:
-            return None
-        head, length = _words(data, at)
-    if head != _REQUEST_PAYLOAD_HEAD or at + 8 + length != size:
-        return None
-    head, length = _words(data, at + 8)
-    if head != _UNIQUE_IDENTIFIER_HEAD or at + 16 + length + (-length & 7) != size:
-        return None
-    try:
-        unique_identifier = data[at + 16 : at + 16 + length].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return ProtocolVersion(major, minor), batch_id, unique_identifier
-
-
-_words = struct.Struct(">II").unpack_from
-_int32 = struct.Struct(">i").unpack_from
-
 _REQUEST_MESSAGE = int(Tag.REQUEST_MESSAGE)
 _REQUEST_HEADER = int(Tag.REQUEST_HEADER)
 _PROTOCOL_VERSION = int(Tag.PROTOCOL_VERSION)
@@ -506,6 +460,53 @@ _LONE_GET_MINOR_HEAD = struct.pack(">II", _MINOR_HEAD, 4)
 _LONE_GET_BATCH_COUNT = struct.pack(">IIi4x", _BATCH_COUNT_HEAD, 4, 1)
 _LONE_GET_OPERATION = struct.pack(">III", _OPERATION_HEAD, 4, Operation.GET)
 _LONE_GET_MINIMUM = 96 + 8 + 8  # ... Operation, Request Payload, Unique Identifier
+
+
+def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
+    """(version, Unique Batch Item ID, Unique Identifier) of a request message that is
+    exactly one Get naming its object and nothing more; None for any other message.
+
+    The commonest request there is (a client fetching a key it has fetched before),
+    read at fixed offsets without decoding the message: a Request Header of Protocol
+    Version and Batch Count 1 only, and one Batch Item of Operation Get, an optional
+    Unique Batch Item ID and a Request Payload holding only a text Unique Identifier.
+    Anything else, including any field this reading does not check, is None, and
+    the message goes the general way (:func:`parse_request`), which reads it the same.
+    """
+    size = len(data)
+    if size < _LONE_GET_MINIMUM or size % 8 or _words(data, 0) != (_REQUEST_MESSAGE_HEAD, size - 8):
+        return None
+    if data[8:32] != _LONE_GET_HEADER_START or data[40:48] != _LONE_GET_MINOR_HEAD:
+        return None
+    if data[56:72] != _LONE_GET_BATCH_COUNT or _words(data, 72) != (_BATCH_ITEM_HEAD, size - 80):
+        return None
+    if data[80:92] != _LONE_GET_OPERATION:
+        return None
+    major, minor = _int32(data, 32)[0], _int32(data, 48)[0]
+    at = 96
+    batch_id = None
+    head, length = _words(data, at)
+    if head == _UNIQUE_BATCH_ITEM_ID_HEAD:
+        end = at + 8 + length
+        batch_id = data[at + 8 : end]
+        at = end + (-length & 7)
+        if at + 16 > size:
+            return None
+        head, length = _words(data, at)
+    if head != _REQUEST_PAYLOAD_HEAD or at + 8 + length != size:
+        return None
+    head, length = _words(data, at + 8)
+    if head != _UNIQUE_IDENTIFIER_HEAD or at + 16 + length + (-length & 7) != size:
+        return None
+    try:
+        unique_identifier = data[at + 16 : at + 16 + length].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return ProtocolVersion(major, minor), batch_id, unique_identifier
+
+
+_words = struct.Struct(">II").unpack_from
+_int32 = struct.Struct(">i").unpack_from
 
 
 def error_response(version: ProtocolVersion, time_stamp: int, error: KMIPError) -> bytes:

@@ -32,7 +32,6 @@ from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
 from kmiptwist.store.schema import SchemaTooNew
 from kmiptwist.store.sqlite import (
-    _INSERT_OBJECT,
     CertificateConflict,
     ObjectExists,
     SQLiteStore,
@@ -40,7 +39,7 @@ from kmiptwist.store.sqlite import (
     TenantExists,
     TenantHasObjects,
     UnknownTenant,
-    _insert_index,
+    _insert_objects,
     _stored_form,
     install_functions,
     locate_sql,
@@ -991,6 +990,26 @@ _CRITERIA = st.lists(
 )
 
 
+def assert_locates_alike(
+    case: SynchronousTestCase,
+    connection: sqlite3.Connection,
+    memory: MemoryStore,
+    criteria: list[LocateCriterion],
+    offset: int,
+    maximum: int | None,
+) -> None:
+    """The query of :func:`locate_sql` on ``connection`` finds what ``memory`` locates
+    for tenant alpha, in the same order."""
+    expected = case.successResultOf(memory.locate("alpha", criteria, offset, maximum))
+    conditions = schema.match_conditions(criteria)
+    if conditions is None:
+        found = []
+    else:
+        sql, parameters = locate_sql("alpha", conditions, offset, maximum)
+        found = [row[0] for row in connection.execute(sql, parameters)]
+    case.assertEqual(found, expected)
+
+
 class LocateEquivalenceTests(SynchronousTestCase):
     """The sqlite query finds exactly what the memory store finds, for any data and
     criteria: tests written against the memory store hold for the real one."""
@@ -1026,15 +1045,6 @@ class LocateEquivalenceTests(SynchronousTestCase):
             obj = ManagedObject(f"uid-{n}", tenant, ObjectType.OPAQUE_OBJECT, attributes)
             self.successResultOf(memory.add_object(obj))
             stored, entries, _ = _stored_form(obj.attributes)
-            seq = connection.execute(
-                _INSERT_OBJECT, (obj.unique_identifier, tenant, 0, None, 0, 0, None, stored)
-            ).lastrowid
-            _insert_index(connection, tenant, seq, entries)
-        expected = self.successResultOf(memory.locate("alpha", criteria, offset, maximum))
-        conditions = schema.match_conditions(criteria)
-        if conditions is None:
-            found = []
-        else:
-            sql, parameters = locate_sql("alpha", conditions, offset, maximum)
-            found = [row[0] for row in connection.execute(sql, parameters)]
-        self.assertEqual(found, expected)
+            row = (obj.unique_identifier, tenant, 0, None, 0, 0, None, stored)
+            _insert_objects(connection, [(row, entries)])
+        assert_locates_alike(self, connection, memory, criteria, offset, maximum)

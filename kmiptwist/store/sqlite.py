@@ -121,7 +121,7 @@ class _WriteJob:
     new_object: _NewObject | None = None
     """For the insertion of a new object: its row (without ``seq``) and index entries,
     so that consecutive insertions are written together (:func:`_insert_objects`);
-    ``run`` does the same alone and returns the object's ``seq``."""
+    ``run`` writes it alone (in its own savepoint) and returns the object's ``seq``."""
 
 
 _NewObject = tuple[tuple[Any, ...], list[_IndexEntry]]
@@ -251,15 +251,8 @@ def _stored_form(
     for name, instances in attributes.items():
         encoding, matches = _attribute(name, instances)
         encodings.append(encoding)
-        if len(matches) == 1:
-            entries.append((name, matches[0]))
-        else:
-            for match in matches:
-                entries.append((name, match))
-        if len(instances) == 1 and instances[0].type != _STRUCTURE:
-            frozen.append((name, (instances[0],), False, encoding))
-        else:
-            frozen.append(_frozen(name, instances, encoding))
+        entries.extend((name, match) for match in matches)
+        frozen.append(_frozen(name, instances, encoding))
     return schema.join_attributes(encodings), entries, tuple(frozen)
 
 
@@ -323,11 +316,6 @@ def _changes(
         stale.extend((gone, match) for match in _matches(items))
     return schema.join_attributes(encodings), stale, fresh, tuple(frozen)
 
-
-_INSERT_OBJECT = (
-    "INSERT INTO objects (unique_identifier, tenant, object_type, wrapped_material,"
-    " revision, created, root_key_version, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 _MULTI_ROW: dict[tuple[str, int, int], str] = {}
 
@@ -861,7 +849,7 @@ class SQLiteStore(Service):
 
         def add(connection: sqlite3.Connection) -> int:
             try:
-                seq = connection.execute(_INSERT_OBJECT, values).lastrowid or 0
+                return _insert_objects(connection, [(values, entries)])[0]
             except sqlite3.IntegrityError:
                 if connection.execute(
                     "SELECT 1 FROM objects WHERE unique_identifier = ?", values[:1]
@@ -870,8 +858,6 @@ class SQLiteStore(Service):
                         f"an object with Unique Identifier {values[0]!r} exists"
                     ) from None
                 raise
-            _insert_index(connection, tenant, seq, entries)
-            return seq
 
         def added(seq: int) -> None:
             self._remember(values[0], (seq, values[4], values[2], snapshot, tenant))
