@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from twisted.internet import reactor  # noqa: E402
 
 from kmiptwist import ttlv  # noqa: E402
-from kmiptwist.audit import AuditLog, _iso, _Run, canonical  # noqa: E402
+from kmiptwist.audit import AuditLog, _canonical_text, _iso, _Run  # noqa: E402
 from kmiptwist.interfaces import Tenant  # noqa: E402
 from kmiptwist.processor import Peer  # noqa: E402
 from kmiptwist.testing.admin import AdminHarness  # noqa: E402
@@ -49,27 +49,15 @@ class _Case:
 
 
 def _by_dict(entries: list[Any], seq: int, head: str) -> bytes:
-    """The records formatted as the writer did before its templates."""
+    """The records formatted as the writer did before its templates: a dict per record
+    through ``canonical()`` (what ``_canonical_text`` still does for odd records)."""
     lines = []
-    for seconds, actor, operation, result, tenant, uid, correlation, details, _ in entries:
-        fields = {
-            "time": seconds,
-            "actor": actor,
-            "tenant": tenant,
-            "operation": operation,
-            "unique_identifier": uid,
-            "result": result,
-            "correlation_id": correlation,
-        }
-        for key, value in details.items():
-            if value is not None:
-                fields[key] = value
+    for entry in entries:
         seq += 1
-        fields["seq"], fields["prev"], fields["time"] = seq, head, _iso(fields["time"])
-        body = canonical(fields)
-        head = hashlib.sha256(body).hexdigest()
-        lines.append(body[:-1] + b',"hash":"' + head.encode("ascii") + b'"}\n')
-    return b"".join(lines)
+        text = _canonical_text(entry, seq, head, _iso(entry[0]))
+        head = hashlib.sha256(text.encode("ascii")).hexdigest()
+        lines.append(f'{text[:-1]},"hash":"{head}"}}\n')
+    return "".join(lines).encode("ascii")
 
 
 def main() -> None:

@@ -21,11 +21,11 @@ from kmiptwist import ttlv
 from kmiptwist.interfaces import LocateCriterion
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
-from kmiptwist.store.sqlite import SQLiteStore, install_functions, locate_sql
+from kmiptwist.store.sqlite import SQLiteStore, install_functions
 from kmiptwist.testing.memory_store import MemoryStore
 from kmiptwist.vocabulary.enums import NameType, ObjectType, State
 from kmiptwist.vocabulary.tags import Tag
-from tests.test_store import _CRITERIA, _OBJECTS
+from tests.test_store import _CRITERIA, _OBJECTS, assert_locates_alike
 
 _V3 = schema.MIGRATIONS[:3]
 
@@ -284,11 +284,4 @@ class MigrationEquivalenceTests(SynchronousTestCase):
             ).fetchall()
             decoded = schema.decode_attributes(stored)
             self.assertEqual((decoded, list(decoded)), (attributes, list(attributes)))
-        expected = self.successResultOf(memory.locate("alpha", criteria, offset, maximum))
-        conditions = schema.match_conditions(criteria)
-        if conditions is None:
-            found = []
-        else:
-            sql, parameters = locate_sql("alpha", conditions, offset, maximum)
-            found = [row[0] for row in connection.execute(sql, parameters)]
-        self.assertEqual(found, expected)
+        assert_locates_alike(self, connection, memory, criteria, offset, maximum)
