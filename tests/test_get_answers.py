@@ -15,7 +15,7 @@ from kmiptwist import ttlv
 from kmiptwist.vocabulary.enums import KeyFormatType, Operation, ResultReason, ResultStatus
 from kmiptwist.vocabulary.tags import Tag
 
-from .test_operations import V11, V14, V20, Harness, uid_payload
+from .test_operations import V11, V14, V20, Harness, revoke_payload, uid_payload
 
 
 class CountingHarness(Harness):
@@ -86,12 +86,7 @@ class KeptAnswerTests(SynchronousTestCase):
         revoke = h.one(
             V14,
             Operation.REVOKE,
-            uid_payload(uid)
-            + [
-                ttlv.structure(
-                    Tag.REVOCATION_REASON, [ttlv.enumeration(Tag.REVOCATION_REASON_CODE, 5)]
-                )
-            ],
+            revoke_payload(uid),
         )
         self.assertTrue(revoke.ok, revoke.message)
         self.assertTrue(h.one(V14, Operation.DESTROY, uid_payload(uid)).ok)

@@ -131,6 +131,14 @@ def uid_payload(uid: str) -> list[ttlv.Item]:
     return [ttlv.text_string(Tag.UNIQUE_IDENTIFIER, uid)]
 
 
+def revoke_payload(uid: str) -> list[ttlv.Item]:
+    """Revoke ``uid`` with Revocation Reason Code 5 (Cessation of Operation)."""
+    return [
+        *uid_payload(uid),
+        ttlv.structure(Tag.REVOCATION_REASON, [ttlv.enumeration(Tag.REVOCATION_REASON_CODE, 5)]),
+    ]
+
+
 class VCenterFlowTests(SynchronousTestCase):
     """vCenter's VM-encryption flow (reference §1.3 d) works item by item."""
 
@@ -218,12 +226,7 @@ class LifecycleTests(SynchronousTestCase):
         revoke = h.one(
             V14,
             Operation.REVOKE,
-            uid_payload(uid)
-            + [
-                ttlv.structure(
-                    Tag.REVOCATION_REASON, [ttlv.enumeration(Tag.REVOCATION_REASON_CODE, 5)]
-                )
-            ],
+            revoke_payload(uid),
         )
         self.assertTrue(revoke.ok, revoke.message)
         self.assertEqual(h.attributes_1x(uid, "State", version=V14)["State"], [State.DEACTIVATED])
