@@ -856,7 +856,8 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         connection.close()
 
     def test_durable_settings(self) -> None:
-        """The database is in WAL mode with full fsync and foreign keys enforced."""
+        """The database is in WAL mode with full fsync and foreign keys enforced, and
+        savepoint journals stay in memory (no temporary file per group commit)."""
         path = self.mktemp()
         store = self.make_store(path)
         connection = sqlite3.connect(path)
@@ -866,6 +867,7 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         assert reader is not None
         self.assertEqual(reader.execute("PRAGMA synchronous").fetchone(), (2,))
         self.assertEqual(reader.execute("PRAGMA foreign_keys").fetchone(), (1,))
+        self.assertEqual(reader.execute("PRAGMA temp_store").fetchone(), (2,))
         self.assertEqual(schema.current_version(reader), schema.SCHEMA_VERSION)
 
     async def test_not_running(self) -> None:
