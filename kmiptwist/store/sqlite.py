@@ -200,10 +200,13 @@ def _encoded(item: ttlv.Item) -> tuple[bytes, Any]:
     return found
 
 
-_Attribute = tuple[bytes, tuple[Any, ...]]
-"""An attribute's stored form and the distinct searchable forms of its instances."""
+_KeptAttribute = tuple[
+    bytes, tuple[_IndexEntry, ...], tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]
+]
+"""An attribute's stored form, its index entries (one per distinct searchable form of
+its instances) and the attribute as kept (:func:`_frozen`, with its stored form)."""
 
-_ATTRIBUTES: dict[tuple[str, ttlv.Item], _Attribute] = {}
+_ATTRIBUTES: dict[tuple[str, ttlv.Item], _KeptAttribute] = {}
 """The same for recent single-valued attributes: most of them are the same in most
 objects, and every write of an object stores all of its attributes."""
 
@@ -214,8 +217,8 @@ shared values out of :data:`_ATTRIBUTES`."""
 _STRUCTURE = ttlv.ItemType.STRUCTURE
 
 
-def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _Attribute:
-    """(stored form, distinct searchable forms) of attribute ``name``."""
+def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _KeptAttribute:
+    """(stored form, index entries, kept form) of attribute ``name``."""
     if len(instances) == 1:
         item = instances[0]
         if item.type != _STRUCTURE:  # a structure's list cannot be a key
@@ -223,7 +226,8 @@ def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _Attribute:
             found = _ATTRIBUTES.get(key)
             if found is None:
                 encoding, match = _encoded(item)
-                found = (schema.encode_attribute(name, (encoding,)), (match,))
+                encoding = schema.encode_attribute(name, (encoding,))
+                found = (encoding, ((name, match),), (name, (item,), False, encoding))
                 if name not in _UNIQUE_TO_EACH_OBJECT:
                     if len(_ATTRIBUTES) >= 4096:
                         _ATTRIBUTES.clear()
@@ -236,7 +240,12 @@ def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _Attribute:
         encodings.append(encoding)
         if match not in matches:
             matches.append(match)
-    return schema.encode_attribute(name, encodings), tuple(matches)
+    encoding = schema.encode_attribute(name, encodings)
+    return (
+        encoding,
+        tuple([(name, match) for match in matches]),
+        _frozen(name, instances, encoding),
+    )
 
 
 def _stored_form(
@@ -247,12 +256,12 @@ def _stored_form(
     stored form), in one pass."""
     encodings = []
     entries: list[_IndexEntry] = []
-    frozen: list[tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]] = []
+    frozen = []
     for name, instances in attributes.items():
-        encoding, matches = _attribute(name, instances)
+        encoding, named, kept = _attribute(name, instances)
         encodings.append(encoding)
-        entries.extend((name, match) for match in matches)
-        frozen.append(_frozen(name, instances, encoding))
+        entries += named
+        frozen.append(kept)
     return schema.join_attributes(encodings), entries, tuple(frozen)
 
 
@@ -303,15 +312,15 @@ def _changes(
             encodings.append(encoding)
             frozen.append(previous)
             continue
-        encoding, matches = _attribute(name, instances)
+        encoding, named, kept = _attribute(name, instances)
         if previous is None:
-            fresh.extend((name, match) for match in matches)
+            fresh += named
         else:
             old = _matches(previous[1])
-            stale.extend((name, match) for match in old if match not in matches)
-            fresh.extend((name, match) for match in matches if match not in old)
+            stale.extend((name, match) for match in old if (name, match) not in named)
+            fresh.extend(entry for entry in named if entry[1] not in old)
         encodings.append(encoding)
-        frozen.append(_frozen(name, instances, encoding))
+        frozen.append(kept)
     for gone, items, _, _ in before.values():  # names the object no longer has
         stale.extend((gone, match) for match in _matches(items))
     return schema.join_attributes(encodings), stale, fresh, tuple(frozen)
