@@ -1,9 +1,10 @@
 """The benchmark report: the results as JSON, and Markdown tables with the targets.
 
 The JSON holds everything measured (latency summaries of every kind, error kinds and
-examples, generator CPU); the Markdown has three tables: throughput side by side with
-the ratios the targets are stated in, latency and cost per server, and the issue's
-targets read off those figures, met or missed.
+examples, generator CPU, every round's throughput); the Markdown has three tables:
+throughput side by side with the ratios the targets are stated in, latency and cost
+per server, and the issue's targets read off those figures, met or missed.  A timed
+scenario's figures are those of each server's median round.
 """
 
 from __future__ import annotations
@@ -81,28 +82,57 @@ def _headline_cell(result: dict[str, Any] | None) -> str:
     return _number(_throughput(result))
 
 
+def _rounds_cell(result: dict[str, Any] | None) -> str:
+    """Every round's throughput, in run order, when there was more than one."""
+    if result is None or len(result.get("rounds", ())) < 2:
+        return ""
+    return " / ".join(_number(throughput) for throughput in result["rounds"])
+
+
+def _windows(settings: dict[str, Any]) -> str:
+    """How the throughput figures were measured."""
+    rounds = settings.get("rounds", 1)
+    if rounds < 2:
+        return (
+            f"{settings['duration']} s windows after {settings['warmup']} s of warm-up; "
+            "each scenario ran against every server in turn."
+        )
+    return (
+        f"Each throughput figure is the median of {rounds} alternating "
+        f"{settings['duration']} s windows (after {settings['warmup']} s of warm-up each): "
+        f"every scenario ran against every server in turn, {rounds} times (idle and "
+        "boot-storm: once)."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     machine = results["machine"]
     settings = results["settings"]
     workers = _workers(results)
+    several_rounds = settings.get("rounds", 1) > 1
     lines = [
         f"Measured {results['date']} on {machine['nproc']} cores ({machine['cpu']}), "
         f"Python {machine['python']}; clients and PyKMIP on {machine['openssl']}, the "
         f"Twisted servers on pyOpenSSL over {machine['pyopenssl_openssl']}.  Every "
         f"server: TLS 1.2 {settings['cipher']} with client certificates, the same "
-        f"certificates, loopback.  {settings['duration']} s windows after "
-        f"{settings['warmup']} s of warm-up; each scenario ran against every server in "
-        f"turn.  Command: `{results['command']}`.",
+        f"certificates, loopback.  {_windows(settings)}  Command: `{results['command']}`.",
         "",
         "Throughput in requests/s (vcenter: TLS connections/s, each one vCenter step; "
         "boot-storm: seconds until every host has its keys).  'limit' is the canned-reply "
-        "Twisted server, the most any Python server on Twisted reaches here.",
+        "Twisted server, the most any Python server on Twisted reaches here."
+        + (
+            "  The last two columns give every round's throughput, in the order they ran."
+            if several_rounds
+            else ""
+        ),
         "",
     ]
     header = ["scenario", "kmiptwist", "PyKMIP", "limit", "× PyKMIP", "of limit"]
     if workers:
         header += [workers.replace("kmiptwist-", "kmiptwist "), "scaling"]
+    if several_rounds:
+        header += ["kmiptwist rounds", "PyKMIP rounds"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for key in _rows(results):
@@ -117,6 +147,8 @@ def markdown(results: dict[str, Any]) -> str:
             row.append(_headline_cell(several))
             ratio = _speed(several, mine)
             row.append(f"{ratio:.2f}×" if ratio is not None else "")
+        if several_rounds:
+            row += [_rounds_cell(mine), _rounds_cell(theirs)]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", _cost_table(results), "", _generator_note(results), ""]
     checks = targets(results)
@@ -135,7 +167,12 @@ def _cost_table(results: dict[str, Any]) -> str:
     lines = [
         "Latency in ms (vcenter: per step; boot-storm: per host), errors, the server's "
         "CPU time per request (µs; /proc/<pid>/stat of the server and its children) and "
-        "peak RSS (MB; VmHWM, reset before each scenario).",
+        "peak RSS (MB; VmHWM, reset before each scenario)."
+        + (
+            "  Each from the server's median round; errors: all rounds together."
+            if results["settings"].get("rounds", 1) > 1
+            else ""
+        ),
         "",
         "| scenario | server | p50 | p95 | p99 | errors | CPU µs/req | RSS MB | TLS resumed |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -1,11 +1,13 @@
 """Benchmark kmiptwist against PyKMIP's server and a canned-reply limit, side by side.
 
-    python bench/run.py            # the full run (about 15 minutes on 2 cores)
+    python bench/run.py            # the full run (about 30 minutes on 2 cores)
     python bench/run.py --smoke    # a short form that checks everything works
 
 Starts each server under test on loopback with the same certificates (one after the
 other, so that they never compete for the CPU), runs every scenario against each, and
 writes ``results.json`` and ``results.md`` to ``--out`` (default ``bench/results``).
+The timed scenarios run in ``--rounds`` alternating rounds and each server reports its
+median round, so that a slow minute of a shared machine does not decide a ratio.
 On a clean clone it first installs what it needs (``pip install -e '.[test]'``)
 when kmiptwist's dependencies or PyKMIP are missing.
 """
@@ -25,6 +27,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -95,6 +99,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", default=None, help="e.g. 1,8,32")
     parser.add_argument("--warmup", type=float, default=None)
     parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternating rounds of every timed scenario; each server reports its median "
+        "round [default: 3; --smoke: 1]",
+    )
     parser.add_argument("--small-store", type=int, default=None)
     parser.add_argument("--big-store", type=int, default=None)
     parser.add_argument("--generator-processes", type=int, default=0)
@@ -104,7 +115,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--cipher", default="AES128-SHA256", help="the one TLS 1.2 suite the generator offers"
     )
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.rounds is not None and arguments.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return arguments
 
 
 def settings_for(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -114,6 +128,7 @@ def settings_for(arguments: argparse.Namespace) -> dict[str, Any]:
             "concurrency": [2],
             "warmup": 0.05,
             "duration": 0.25,
+            "rounds": 1,
             "small_store": 20,
             "big_store": 60,
             "storm_hosts": 4,
@@ -128,7 +143,8 @@ def settings_for(arguments: argparse.Namespace) -> dict[str, Any]:
         sizes = {
             "concurrency": [1, 8, 32],
             "warmup": 1.0,
-            "duration": 8.0,
+            "duration": 4.0,
+            "rounds": 3,
             "small_store": 1_000,
             "big_store": 100_000,
             "storm_hosts": 64,
@@ -141,7 +157,7 @@ def settings_for(arguments: argparse.Namespace) -> dict[str, Any]:
         }
     if arguments.concurrency:
         sizes["concurrency"] = [int(value) for value in arguments.concurrency.split(",")]
-    for name in ("warmup", "duration", "small_store", "big_store"):
+    for name in ("warmup", "duration", "rounds", "small_store", "big_store"):
         value = getattr(arguments, name)
         if value is not None:
             sizes[name] = value
@@ -152,6 +168,49 @@ def settings_for(arguments: argparse.Namespace) -> dict[str, Any]:
 
 WORKER_PLAN = ("get", "boot-storm", "create", "vcenter")
 """What a multi-worker kmiptwist runs (the scaling comparison); the rest needs no repeat."""
+
+ROUND_SUMMARY = (
+    "ops_per_s",
+    "p50_ms",
+    "p99_ms",
+    "errors",
+    "server_cpu_us_per_request",
+    "other_cpu_share",
+)
+"""What the JSON keeps of every round besides the median one."""
+
+
+def median_round(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's result for a scenario measured in alternating rounds.
+
+    It is the result of the median round by throughput (of an even number, the lower
+    middle one), with every round's throughput in run order under ``rounds`` and a
+    short summary of each under ``round_results``; its errors are those of all rounds,
+    so that an error in any round shows.  If any round failed, the scenario failed.
+    """
+    throughputs = [window.get("ops_per_s") for window in windows]
+    for number, window in enumerate(windows, 1):
+        if "failed" in window:
+            failed = window["failed"]
+            if len(windows) > 1:
+                failed = f"round {number} of {len(windows)}: {failed}"
+            return {"failed": failed, "rounds": throughputs}
+    by_throughput = sorted(windows, key=lambda window: window["ops_per_s"])
+    median = dict(by_throughput[(len(windows) - 1) // 2])
+    kinds: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for window in windows:
+        kinds.update(window.get("error_kinds", {}))
+        for kind, example in window.get("error_examples", {}).items():
+            examples.setdefault(kind, example)
+    median.update(
+        errors=sum(window.get("errors", 0) for window in windows),
+        error_kinds=dict(kinds),
+        error_examples=examples,
+        rounds=throughputs,
+        round_results=[{name: window.get(name) for name in ROUND_SUMMARY} for window in windows],
+    )
+    return median
 
 
 class Session:
@@ -171,22 +230,32 @@ class Session:
         self.small_uids: list[str] = []
         self.names: list[str] = []
         self.host_keys: tuple[str, list[list[str]]] | None = None
-        self.big: tuple[list[str], list[str]] | None = None
+        self.big: tuple[list[str], list[str]] = ([], [])
 
-    def record(self, key: str, function: Any, *args: Any) -> dict[str, Any] | None:
-        """Run one scenario, keep its result, say how it went."""
+    def record(self, key: str, function: Any, *args: Any) -> None:
+        """Run one scenario once, keep its result, say how it went."""
+        self.results[key] = self.measure(key, function, *args)
+
+    def measure(
+        self, key: str, function: Any, *args: Any, label: str | None = None
+    ) -> dict[str, Any]:
+        """Run one window of a scenario, say how it went (as ``label``, default ``key``),
+        and return its result, or what it failed with.
+
+        A server still busy with requests the window abandoned is restarted, so that the
+        next window starts on an idle server.
+        """
         import scenarios
 
         server = self.server
+        label = label or key
         started = time.monotonic()
         try:
-            result = function(server, self.settings, *args)
+            result: dict[str, Any] = function(server, self.settings, *args)
         except Exception as error:  # noqa: BLE001 - one broken scenario is reported, not fatal
             traceback.print_exc()
-            self.results[key] = {"failed": repr(error)}
-            self.log(f"{server.name:18} {key:32} FAILED: {error!r}")
-            return None
-        self.results[key] = result
+            self.log(f"{server.name:18} {label:34} FAILED: {error!r}")
+            return {"failed": repr(error)}
         summary = (
             f"{result['ops_per_s']:10,.0f}/s p50 {result['p50_ms']:8.2f} "
             f"p99 {result['p99_ms']:8.2f} ms"
@@ -194,13 +263,23 @@ class Session:
             else ""
         )
         self.log(
-            f"{server.name:18} {key:32} {summary} err {result.get('errors', 0)}"
+            f"{server.name:18} {label:34} {summary} err {result.get('errors', 0)}"
             f"  ({time.monotonic() - started:.0f} s)"
         )
         if result.get("abandoned_in_flight") and not scenarios.wait_idle(server):
-            self.notes.append(f"{key}: still busy with abandoned requests afterwards; restarted")
+            self.notes.append(f"{label}: still busy with abandoned requests afterwards; restarted")
             server.restart()
         return result
+
+    def keep_median(self, key: str, windows: list[dict[str, Any]]) -> None:
+        """Keep the median of a scenario's rounds as its result, and say which it was."""
+        result = self.results[key] = median_round(windows)
+        if len(windows) > 1 and "failed" not in result:
+            rounds = " / ".join(f"{throughput:,.0f}" for throughput in result["rounds"])
+            self.log(
+                f"{self.server.name:18} {key:34} median {result['ops_per_s']:10,.0f}/s "
+                f"of {rounds}, err {result['errors']}"
+            )
 
 
 def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
@@ -208,17 +287,35 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
 
     Interleaving keeps each comparison within a minute or so: the speed of a shared
     virtual machine drifts over a long run, and the ratios are what the targets read.
+    The timed scenarios go further: they run in alternating rounds, every server in
+    turn in each round, and each server keeps its median round, so that one slow
+    minute landing on one server's window does not decide a ratio.
     """
     import random
 
     import scenarios
 
     concurrency = sizes["concurrency"]
+    rounds = sizes["rounds"]
 
     def each(step: str, action: Any) -> None:
         for session in sessions:
             if step in session.plan:
                 action(session)
+
+    def alternate(
+        step: str, key: str, function: Any, arguments: Callable[..., tuple[Any, ...]]
+    ) -> None:
+        """Measure ``function(server, settings, *arguments(session))`` in ``rounds``
+        rounds, every server whose plan has ``step`` in turn in each round."""
+        taking = [session for session in sessions if step in session.plan]
+        windows: list[list[dict[str, Any]]] = [[] for _ in taking]
+        for number in range(1, rounds + 1):
+            label = f"{key} [{number}/{rounds}]" if rounds > 1 else key
+            for session, measured in zip(taking, windows, strict=True):
+                measured.append(session.measure(key, function, *arguments(session), label=label))
+        for session, measured in zip(taking, windows, strict=True):
+            session.keep_median(key, measured)
 
     def timed_populate(session: Session, prefix: str, count: int, start: int = 0) -> list[str]:
         started = time.monotonic()
@@ -238,18 +335,18 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
     for session in sessions:
         setup_small(session)
     for connections in concurrency:
-        each(
+        alternate(
             "get",
-            lambda session, c=connections: session.record(
-                f"get c={c}", scenarios.get, session.small_uids, c
-            ),
+            f"get c={connections}",
+            scenarios.get,
+            lambda session, c=connections: (session.small_uids, c),
         )
     for connections in concurrency:
-        each(
+        alternate(
             "locate",
-            lambda session, c=connections: session.record(
-                f"locate c={c}", scenarios.locate, session.names, c
-            ),
+            f"locate c={connections}",
+            scenarios.locate,
+            lambda session, c=connections: (session.names, c),
         )
 
     def idle(session: Session) -> None:
@@ -295,40 +392,30 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
     each("big", setup_big)
     big = sizes["big_store"]
     for connections in concurrency:
-        each(
+        alternate(
             "big",
-            lambda session, c=connections: session.record(
-                f"get c={c} @{big}",
-                scenarios.get,
-                session.big[0],
-                c,  # type: ignore[index]
-            ),
+            f"get c={connections} @{big}",
+            scenarios.get,
+            lambda session, c=connections: (session.big[0], c),
         )
     for connections in concurrency:
-        each(
+        alternate(
             "big",
-            lambda session, c=connections: session.record(
-                f"locate c={c} @{big}",
-                scenarios.locate,
-                session.big[1],
-                c,  # type: ignore[index]
-            ),
+            f"locate c={connections} @{big}",
+            scenarios.locate,
+            lambda session, c=connections: (session.big[1], c),
         )
     for connections in concurrency:
-        each(
-            "create",
-            lambda session, c=connections: session.record(f"create c={c}", scenarios.create, c),
+        alternate(
+            "create", f"create c={connections}", scenarios.create, lambda _, c=connections: (c,)
         )
     for resume in (True, False):
         for connections in concurrency:
-            each(
+            alternate(
                 "vcenter",
-                lambda session, c=connections, r=resume: session.record(
-                    f"vcenter c={c} resumption {'on' if r else 'off'}",
-                    scenarios.vcenter,
-                    c,
-                    r,
-                ),
+                f"vcenter c={connections} resumption {'on' if resume else 'off'}",
+                scenarios.vcenter,
+                lambda _, c=connections, r=resume: (c, r),
             )
 
 
