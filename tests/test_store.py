@@ -181,6 +181,46 @@ class _StoreContract:
         self.assertEqual(again.value("State"), State.PRE_ACTIVE)
         self.assertEqual(len(again.values("Name")[0].value), 2)
 
+    async def test_structures_alike_and_apart(self) -> None:
+        """Objects given equal structure values each keep their own, and structures that
+        differ only deep inside stay apart, whatever the caller or a reader then does
+        to the items it holds."""
+
+        def parameters(mode: int, inner: str) -> ttlv.Item:
+            return ttlv.structure(
+                Tag.ATTRIBUTE_VALUE,
+                [
+                    ttlv.enumeration(Tag.BLOCK_CIPHER_MODE, mode),
+                    ttlv.structure(Tag.ATTRIBUTE_VALUE, [ttlv.text_string(Tag.NAME_VALUE, inner)]),
+                ],
+            )
+
+        store = self.make_store()
+        given = {
+            "k1": parameters(1, "a"),
+            "k2": parameters(1, "a"),
+            "k3": parameters(1, "b"),
+            "k4": parameters(2, "a"),
+        }
+        for uid, value in given.items():
+            obj = _key(uid, extra={"x-parameters": [value]})
+            await store.add_object(obj)
+            value.value.append(ttlv.integer(Tag.ATTRIBUTE_VALUE, 7))  # the caller's, after
+        first = await store.get_object("alpha", "k1")
+        first.values("x-parameters")[0].value[1].value.append(ttlv.integer(Tag.ATTRIBUTE_VALUE, 8))
+        for uid, (mode, inner) in {
+            "k1": (1, "a"),
+            "k2": (1, "a"),
+            "k3": (1, "b"),
+            "k4": (2, "a"),
+        }.items():
+            found = await store.get_object("alpha", uid)
+            self.assertEqual(found.values("x-parameters"), [parameters(mode, inner)], uid)
+        self.assertEqual(
+            await self._locate(store, LocateCriterion("x-parameters", parameters(1, "a"))),
+            ["k2", "k1"],
+        )
+
     async def test_missing(self) -> None:
         """An identifier nobody stored is simply not found."""
         store = self.make_store()

@@ -206,22 +206,33 @@ _KeptAttribute = tuple[
 """An attribute's stored form, its index entries (one per distinct searchable form of
 its instances) and the attribute as kept (:func:`_frozen`, with its stored form)."""
 
-_ATTRIBUTES: dict[tuple[str, ttlv.Item], _KeptAttribute] = {}
+_ATTRIBUTES: dict[tuple[str, Any], _KeptAttribute] = {}
 """The same for recent single-valued attributes: most of them are the same in most
 objects, and every write of an object stores all of its attributes."""
 
-_UNIQUE_TO_EACH_OBJECT = frozenset({"Unique Identifier", "Short Unique Identifier"})
-"""Attributes whose values no two objects share: remembering them would only push the
-shared values out of :data:`_ATTRIBUTES`."""
+_UNIQUE_TO_EACH_OBJECT = frozenset(
+    {"Unique Identifier", "Short Unique Identifier", "Digest", "Name", "Link"}
+)
+"""Attributes whose values no two objects share (or seldom do): remembering them would
+only push the shared values out of :data:`_ATTRIBUTES`."""
 
 _STRUCTURE = ttlv.ItemType.STRUCTURE
+
+
+def _structure_key(item: ttlv.Item) -> Any:
+    """A structure as a hashable value that tells it apart from any other item."""
+    return (
+        item.tag,
+        _STRUCTURE,
+        tuple([_structure_key(c) if c.type == _STRUCTURE else c for c in item.value]),
+    )
 
 
 def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _KeptAttribute:
     """(stored form, index entries, kept form) of attribute ``name``."""
     if len(instances) == 1:
         item = instances[0]
-        if item.type != _STRUCTURE:  # a structure's list cannot be a key
+        if item.type != _STRUCTURE:
             key = (name, item)
             found = _ATTRIBUTES.get(key)
             if found is None:
@@ -229,10 +240,28 @@ def _attribute(name: str, instances: Sequence[ttlv.Item]) -> _KeptAttribute:
                 encoding = schema.encode_attribute(name, (encoding,))
                 found = (encoding, ((name, match),), (name, (item,), False, encoding))
                 if name not in _UNIQUE_TO_EACH_OBJECT:
-                    if len(_ATTRIBUTES) >= 4096:
-                        _ATTRIBUTES.clear()
-                    _ATTRIBUTES[key] = found
+                    _remember_attribute(key, found)
             return found
+        if name not in _UNIQUE_TO_EACH_OBJECT:
+            # Its list cannot be a key; a key made of it can.  The kept form holds a
+            # copy (:func:`_frozen`), which every object with this value shares.
+            key = (name, _structure_key(item))
+            found = _ATTRIBUTES.get(key)
+            if found is None:
+                found = _fresh_attribute(name, instances)
+                _remember_attribute(key, found)
+            return found
+    return _fresh_attribute(name, instances)
+
+
+def _remember_attribute(key: tuple[str, Any], found: _KeptAttribute) -> None:
+    if len(_ATTRIBUTES) >= 4096:
+        _ATTRIBUTES.clear()
+    _ATTRIBUTES[key] = found
+
+
+def _fresh_attribute(name: str, instances: Sequence[ttlv.Item]) -> _KeptAttribute:
+    """:func:`_attribute`, worked out."""
     encodings = []
     matches: list[Any] = []
     for item in instances:
