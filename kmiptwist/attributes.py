@@ -9,6 +9,8 @@ the rules of who may set what.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kmiptwist import ttlv
 from kmiptwist.errors import KMIPError, invalid_field
 from kmiptwist.messages import ProtocolVersion
@@ -66,6 +68,9 @@ SERVER_ONLY = frozenset(
 
 _CUSTOM_PREFIXES = ("x-", "y-")
 
+_STRUCTURE = ItemType.STRUCTURE
+_ENUMERATION = ItemType.ENUMERATION
+
 
 def rule_for(name: str) -> AttributeRule | None:
     """The spec's rule for a standard attribute, None for custom or unknown names."""
@@ -90,16 +95,30 @@ def _normalise_name(name: str) -> str:
     return " ".join(name.split())
 
 
+_TYPE_CHECKS: dict[str, tuple[int | None, dict[int, Any] | None]] = {}
+"""Per standard attribute: the item type its rule requires, and the known values of
+its enumeration (None where the rule names none)."""
+
+
+def _type_check(rule: AttributeRule) -> tuple[int | None, dict[int, Any] | None]:
+    found = _TYPE_CHECKS.get(rule.name)
+    if found is None:
+        enum = ENUM_BY_TAG.get(rule.tag)
+        found = _TYPE_CHECKS[rule.name] = (
+            ItemType.BY_NAME.get(rule.item_type),
+            None if enum is None else getattr(enum, "_value2member_map_", {}),
+        )
+    return found
+
+
 def _check_type(name: str, value: Item, rule: AttributeRule) -> None:
-    expected = ItemType.BY_NAME.get(rule.item_type)
+    expected, known = _type_check(rule)
     if expected is not None and value.type != expected:
         raise invalid_field(
             f"attribute {name!r} must be of type {rule.item_type}, not "
             f"{ItemType.NAMES.get(value.type, value.type)}"
         )
-    enum = ENUM_BY_TAG.get(rule.tag)
-    if enum is not None and value.type == ItemType.ENUMERATION:
-        known = getattr(enum, "_value2member_map_", {})
+    if known is not None and value.type == _ENUMERATION:
         if value.value not in known and value.value < 0x80000000:
             raise invalid_field(f"attribute {name!r} has no value 0x{value.value:08X}")
 
@@ -107,7 +126,7 @@ def _check_type(name: str, value: Item, rule: AttributeRule) -> None:
 def _standard(name: str, value: Item) -> tuple[str, Item]:
     """Retag a 1.x Attribute Value as the standard attribute ``name``."""
     found = ATTRIBUTES_BY_NAME[name]
-    item = Item(found.tag, value.type, value.value)
+    item = ttlv.item(found.tag, value.type, value.value)
     _check_type(name, item, found)
     return name, item
 
@@ -119,16 +138,26 @@ def from_wire(item: Item, version: ProtocolVersion) -> tuple[str, int | None, It
     tagged attributes.
     """
     if item.tag == Tag.ATTRIBUTE:
-        if item.type != ItemType.STRUCTURE:
+        if item.type != _STRUCTURE:
             raise invalid_field("Attribute must be a structure")
-        raw_name = item.get(Tag.ATTRIBUTE_NAME)
-        value = item.find(Tag.ATTRIBUTE_VALUE)
+        raw_name = value = index = vendor = None
+        for child in item.value:  # the first of each, in one pass
+            tag = child.tag
+            if tag == Tag.ATTRIBUTE_NAME:
+                if raw_name is None:
+                    raw_name = child.value
+            elif tag == Tag.ATTRIBUTE_VALUE:
+                if value is None:
+                    value = child
+            elif tag == Tag.ATTRIBUTE_INDEX:
+                if index is None:
+                    index = child.value
+            elif tag == Tag.VENDOR_IDENTIFICATION and vendor is None:
+                vendor = child.value
         if not isinstance(raw_name, str):
             raise invalid_field("Attribute has no Attribute Name")
-        index = item.get(Tag.ATTRIBUTE_INDEX)
         if index is not None and (not isinstance(index, int) or index < 0):
             raise invalid_field("Attribute Index must be a non-negative Integer")
-        vendor = item.get(Tag.VENDOR_IDENTIFICATION)
         if vendor is not None:
             name = f"{vendor}-{raw_name}"
         else:

@@ -200,9 +200,9 @@ def parse_header(item: Item) -> RequestHeader:
     fields: dict[str, object] | None = None
     for child in item.value:
         tag = child.tag
-        if tag == _PROTOCOL_VERSION:
+        if tag == Tag.PROTOCOL_VERSION:
             version = _protocol_version(child)
-        elif tag == _BATCH_COUNT:
+        elif tag == Tag.BATCH_COUNT:
             if child.type != _INTEGER:
                 _expect(child, tag, ItemType.INTEGER, "Batch Count")
             batch_count = child.value
@@ -214,7 +214,7 @@ def parse_header(item: Item) -> RequestHeader:
                 name, item_type, what = known
                 _expect(child, tag, item_type, what)
                 fields[name] = child.value
-            elif tag == _AUTHENTICATION:
+            elif tag == Tag.AUTHENTICATION:
                 fields["credentials"] = _parse_credentials(child)
         # Other header fields (attestation, server correlation value) are optional
         # and do not change what this server does.
@@ -233,8 +233,8 @@ def _protocol_version(item: Item) -> ProtocolVersion:
     if item.type == _STRUCTURE and len(children) == 2:
         major, minor = children
         if (
-            major.tag == _MAJOR
-            and minor.tag == _MINOR
+            major.tag == Tag.PROTOCOL_VERSION_MAJOR
+            and minor.tag == Tag.PROTOCOL_VERSION_MINOR
             and major.type == _INTEGER
             and minor.type == _INTEGER
         ):
@@ -287,15 +287,15 @@ def parse_batch_item(item: Item) -> RequestBatchItem:
     batch_id = None
     for child in item.value:
         tag = child.tag
-        if tag == _OPERATION:
+        if tag == Tag.OPERATION:
             if child.type != _ENUMERATION:
                 _expect(child, tag, ItemType.ENUMERATION, "Operation")
             operation = child.value
-        elif tag == _REQUEST_PAYLOAD:
+        elif tag == Tag.REQUEST_PAYLOAD:
             if child.type != _STRUCTURE:
                 _expect(child, tag, ItemType.STRUCTURE, "Request Payload")
             payload = child
-        elif tag == _UNIQUE_BATCH_ITEM_ID:
+        elif tag == Tag.UNIQUE_BATCH_ITEM_ID:
             if child.type != _BYTE_STRING:
                 _expect(child, tag, ItemType.BYTE_STRING, "Unique Batch Item ID")
             batch_id = child.value
@@ -310,15 +310,15 @@ def parse_request(item: Item) -> RequestMessage:
     The Batch Count must match the number of batch items: a count that lies is a
     malformed message, not something to guess around.
     """
-    if item.tag != _REQUEST_MESSAGE or item.type != _STRUCTURE:
+    if item.tag != Tag.REQUEST_MESSAGE or item.type != _STRUCTURE:
         raise invalid_message(f"expected a Request Message, got tag 0x{item.tag:06X}")
     header_item = None
     batch_children = []
     for child in item.value:
         tag = child.tag
-        if tag == _BATCH_ITEM:
+        if tag == Tag.BATCH_ITEM:
             batch_children.append(child)
-        elif tag == _REQUEST_HEADER and header_item is None:
+        elif tag == Tag.REQUEST_HEADER and header_item is None:
             header_item = child
     if header_item is None:
         raise invalid_message("Request Message has no Request Header")
@@ -333,19 +333,7 @@ def parse_request(item: Item) -> RequestMessage:
     return RequestMessage(header, batch_items)
 
 
-# Tags and types as plain ints: an IntEnum member costs a slow class attribute lookup
-# on every use, and these are read for every request.
-_REQUEST_MESSAGE = int(Tag.REQUEST_MESSAGE)
-_REQUEST_HEADER = int(Tag.REQUEST_HEADER)
-_PROTOCOL_VERSION = int(Tag.PROTOCOL_VERSION)
-_MAJOR = int(Tag.PROTOCOL_VERSION_MAJOR)
-_MINOR = int(Tag.PROTOCOL_VERSION_MINOR)
-_BATCH_COUNT = int(Tag.BATCH_COUNT)
-_AUTHENTICATION = int(Tag.AUTHENTICATION)
-_BATCH_ITEM = int(Tag.BATCH_ITEM)
-_OPERATION = int(Tag.OPERATION)
-_REQUEST_PAYLOAD = int(Tag.REQUEST_PAYLOAD)
-_UNIQUE_BATCH_ITEM_ID = int(Tag.UNIQUE_BATCH_ITEM_ID)
+# Item types as module names: these are read for every request.
 _STRUCTURE = ItemType.STRUCTURE
 _INTEGER = ItemType.INTEGER
 _ENUMERATION = ItemType.ENUMERATION
@@ -385,7 +373,7 @@ def encode_response(
                 fields.append(_pack_structure_header(_RESPONSE_PAYLOAD_HEAD, len(encoded_payload)))
                 fields.append(encoded_payload)
             else:
-                fields.append(ttlv.encode_structure(_RESPONSE_PAYLOAD, payload))
+                fields.append(ttlv.encode_structure(Tag.RESPONSE_PAYLOAD, payload))
         encoded = b"".join(fields)
         body.append(_pack_structure_header(_BATCH_ITEM_HEAD, len(encoded)))
         body.append(encoded)
@@ -433,7 +421,6 @@ _MINOR_HEAD = _head(Tag.PROTOCOL_VERSION_MINOR, ItemType.INTEGER)
 _TIME_STAMP_HEAD = _head(Tag.TIME_STAMP, ItemType.DATE_TIME)
 _BATCH_COUNT_HEAD = _head(Tag.BATCH_COUNT, ItemType.INTEGER)
 _BATCH_ITEM_HEAD = _head(Tag.BATCH_ITEM, ItemType.STRUCTURE)
-_RESPONSE_PAYLOAD = int(Tag.RESPONSE_PAYLOAD)
 _RESPONSE_PAYLOAD_HEAD = _head(Tag.RESPONSE_PAYLOAD, ItemType.STRUCTURE)
 _ENCODED = ItemType.ENCODED
 _UNIQUE_BATCH_ITEM_ID_HEAD = _head(Tag.UNIQUE_BATCH_ITEM_ID, ItemType.BYTE_STRING)

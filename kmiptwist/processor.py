@@ -80,13 +80,10 @@ class AuditSink(TypingProtocol):
 _AUDIT_NAMES = {int(member): f"kmip.{member.name.lower()}" for member in Operation}
 """The audit log's name of each operation (``kmip.get_attributes``)."""
 
-_UNIQUE_IDENTIFIER = int(Tag.UNIQUE_IDENTIFIER)
 _CONTINUE = int(BatchErrorContinuationOption.CONTINUE)
 _UNDO = int(BatchErrorContinuationOption.UNDO)
 _SUCCESS = int(ResultStatus.SUCCESS)
 _GET = int(Operation.GET)
-_PRIVATE_KEY_UNIQUE_IDENTIFIER = int(Tag.PRIVATE_KEY_UNIQUE_IDENTIFIER)
-_PUBLIC_KEY_UNIQUE_IDENTIFIER = int(Tag.PUBLIC_KEY_UNIQUE_IDENTIFIER)
 
 MAX_REFUSALS_AUDITED = 100
 """Refused requests (peers without a tenant) audited per second; the rest are counted."""
@@ -96,7 +93,7 @@ def _audited_identifier(request: ttlv.Item | None, response: list[ttlv.Item] | N
     """The object an operation acted on: the request's Unique Identifier, else the one
     the response names (Create, Register, or an ID Placeholder that was used)."""
     if request is not None:
-        found = request.find(_UNIQUE_IDENTIFIER)
+        found = request.find(Tag.UNIQUE_IDENTIFIER)
         if found is not None and found.type == ItemType.TEXT_STRING:
             return str(found.value)
     if response:
@@ -111,9 +108,9 @@ def _key_pair(response: list[ttlv.Item]) -> tuple[str, str] | None:
     private = public = None
     for item in response:
         if item.type == ItemType.TEXT_STRING:
-            if item.tag == _PRIVATE_KEY_UNIQUE_IDENTIFIER:
+            if item.tag == Tag.PRIVATE_KEY_UNIQUE_IDENTIFIER:
                 private = str(item.value)
-            elif item.tag == _PUBLIC_KEY_UNIQUE_IDENTIFIER:
+            elif item.tag == Tag.PUBLIC_KEY_UNIQUE_IDENTIFIER:
                 public = str(item.value)
     if private is None or public is None:
         return None

@@ -61,16 +61,11 @@ _TRUE = {
     )
 }
 _SOFTWARE = ttlv.integer(Tag.PROTECTION_STORAGE_MASK, ProtectionStorageMask.SOFTWARE)
-_KEY_FORMAT_TYPE = int(Tag.KEY_FORMAT_TYPE)
-_SHORT_UNIQUE_IDENTIFIER = int(Tag.SHORT_UNIQUE_IDENTIFIER)
 _TEMPLATE = int(ObjectType.TEMPLATE)
 _DATES = [
-    (name, int(tag))
-    for name, tag in (
-        ("Initial Date", Tag.INITIAL_DATE),
-        ("Last Change Date", Tag.LAST_CHANGE_DATE),
-        ("Original Creation Date", Tag.ORIGINAL_CREATION_DATE),
-    )
+    ("Initial Date", Tag.INITIAL_DATE),
+    ("Last Change Date", Tag.LAST_CHANGE_DATE),
+    ("Original Creation Date", Tag.ORIGINAL_CREATION_DATE),
 ]
 
 
@@ -88,14 +83,14 @@ def set_initial(
         attributes[name] = [ttlv.Item(tag, ttlv.ItemType.DATE_TIME, now)]
     attributes["Short Unique Identifier"] = [
         ttlv.byte_string(
-            _SHORT_UNIQUE_IDENTIFIER, hashlib.sha256(obj.unique_identifier.encode()).digest()
+            Tag.SHORT_UNIQUE_IDENTIFIER, hashlib.sha256(obj.unique_identifier.encode()).digest()
         )
     ]
     if obj.object_type == _TEMPLATE:
         return
     attributes["Protection Storage Mask"] = [_SOFTWARE]
     if key_format_type is not None:
-        attributes["Key Format Type"] = [ttlv.enumeration(_KEY_FORMAT_TYPE, key_format_type)]
+        attributes["Key Format Type"] = [ttlv.enumeration(Tag.KEY_FORMAT_TYPE, key_format_type)]
     _default(obj, "Sensitive", _FALSE["Sensitive"])
     _default(obj, "Extractable", _TRUE["Extractable"])
     attributes["Always Sensitive"] = [

@@ -86,7 +86,7 @@ def _tag_of(element: ElementTree.Element) -> int:
     return int(named)
 
 
-def _value_enum(tag: int, attribute_name: str | None) -> type[int] | None:
+def _value_enum(tag: int, attribute_name: str | None) -> type | None:
     """The enumeration (or mask) of a value: by its tag, or by its 1.x attribute name."""
     if tag == Tag.ATTRIBUTE_VALUE:
         if attribute_name is None:
@@ -96,7 +96,7 @@ def _value_enum(tag: int, attribute_name: str | None) -> type[int] | None:
     return ENUM_BY_TAG.get(tag)
 
 
-def _is_mask(cls: type[int] | None) -> bool:
+def _is_mask(cls: type | None) -> bool:
     return cls is not None and issubclass(cls, enum.IntFlag)
 
 

@@ -21,7 +21,7 @@ from kmiptwist.vocabulary.enums import (
     ObjectType,
     State,
 )
-from kmiptwist.vocabulary.tags import Tag
+from kmiptwist.vocabulary.tags import TAG_VERSIONS, Tag
 from kmiptwist.xml_encoding import (
     XMLEncodingError,
     dumps,
@@ -45,7 +45,7 @@ _TEXT = st.text(
     max_size=20,
 )
 _TAGS = st.one_of(
-    st.sampled_from([int(tag) for tag in Tag]),
+    st.sampled_from(sorted(TAG_VERSIONS)),
     st.integers(0x540000, 0x54FFFF),  # extension tags: no name, <TTLV tag="...">
 )
 

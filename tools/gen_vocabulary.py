@@ -789,7 +789,6 @@ def render_tags(tags: Merged) -> str:
         "KMIP XML/JSON encoding names (every version's) to tags, ``TAG_XML_NAME`` and\n"
         "``TAG_SPEC_NAME`` give a tag's newest XML and display names.\n"
     )
-    out += ["import enum", ""]
     out += [
         '__all__ = ["Tag", "TAG_VERSIONS", "TAG_BY_XML_NAME", "TAG_XML_NAME", "TAG_SPEC_NAME"]',
         "",
@@ -805,8 +804,13 @@ def render_tags(tags: Merged) -> str:
         out += ["# - No tag name has different values in different versions."]
     out += ["", ""]
     out += [
-        "class Tag(enum.IntEnum):",
-        '    """A KMIP tag (0x42XXXX); names follow the spec, uppercased."""',
+        "class Tag:",
+        '    """The KMIP tags (0x42XXXX) by name; names follow the spec, uppercased.',
+        "",
+        "    Plain ints, not an enumeration: tags are read on every item a request makes",
+        "    or reads, and a member of an ``IntEnum`` costs four times a class attribute",
+        "    to look up (CPython 3.11).  ``TAG_SPEC_NAME`` names a tag value.",
+        '    """',
         "",
     ]
     for member in tags.members:
@@ -827,7 +831,7 @@ def render_tags(tags: Merged) -> str:
     out += ["}", ""]
     out += [
         "# KMIP XML/JSON encoding element names (all versions' spellings) -> tag.",
-        "TAG_BY_XML_NAME: dict[str, Tag] = {",
+        "TAG_BY_XML_NAME: dict[str, int] = {",
     ]
     by_value = {m.value: m for m in tags.members}
     for xml, value in sorted(tags.xml_names.items()):
@@ -965,7 +969,7 @@ def render_enums(enums: list[Merged], enum_by_tag: list[tuple[Member, Merged | N
     out += [
         "# Tag -> the enumeration (or mask) its value belongs to. Attribute Reference",
         "# (2.x) is an Enumeration whose values are tags.",
-        "ENUM_BY_TAG: dict[int, type[int]] = {",
+        "ENUM_BY_TAG: dict[int, type] = {",
     ]
     for tag, value_enum in enum_by_tag:
         target = "Tag" if value_enum is None else value_enum.class_name
@@ -996,7 +1000,7 @@ def render_enums(enums: list[Merged], enum_by_tag: list[tuple[Member, Merged | N
 
 
 _HELPERS = '''
-def _xml_names_of(cls: type[int]) -> Mapping[str, int]:
+def _xml_names_of(cls: type) -> Mapping[str, int]:
     """The XML name table of an enumeration class (or of Tag)."""
     if cls is Tag:
         return TAG_BY_XML_NAME
@@ -1006,7 +1010,7 @@ def _xml_names_of(cls: type[int]) -> Mapping[str, int]:
         raise TypeError(f"{cls!r} is not a KMIP enumeration") from None
 
 
-def enum_from_xml_name(cls: type[int], text: str) -> int:
+def enum_from_xml_name(cls: type, text: str) -> int:
     """The value of *text* in the KMIP XML/JSON encoding of enumeration *cls*.
 
     *text* is a value name ("SymmetricKey", "PreActive") or a hex value ("0x80000001",
@@ -1032,7 +1036,7 @@ def enum_from_xml_name(cls: type[int], text: str) -> int:
     return result
 
 
-def enum_xml_name(cls: type[int], value: int) -> str:
+def enum_xml_name(cls: type, value: int) -> str:
     """The KMIP XML/JSON encoding name of *value* of enumeration *cls*.
 
     Unknown values (extensions) come out as "0x%08X"; a bit mask comes out as its
@@ -1226,7 +1230,7 @@ def render_attributes(rows: list[AttributeRow], object_types: Merged, notes: lis
         "    #: The spec name, also the 1.x Attribute Name text.",
         "    name: str",
         "    #: The tag of the attribute value (2.x encodes the attribute with it).",
-        "    tag: Tag",
+        "    tag: int",
         '    #: TTLV item type of the value: "Structure", "Integer", "LongInteger",',
         '    #: "BigInteger", "Enumeration", "Boolean", "TextString", "ByteString",',
         '    #: "DateTime", "Interval" or "DateTimeExtended".',

@@ -36,8 +36,6 @@ Payload = list[Item]
 
 _log = Logger()
 
-_UNIQUE_IDENTIFIER = int(Tag.UNIQUE_IDENTIFIER)
-
 
 @define
 class RequestContext:
@@ -59,7 +57,7 @@ class RequestContext:
 
     def unique_identifier(self, payload: Item, required: bool = True) -> str | None:
         """The Unique Identifier of the request, or the ID Placeholder when it is absent."""
-        found = payload.find(_UNIQUE_IDENTIFIER)
+        found = payload.find(Tag.UNIQUE_IDENTIFIER)
         if found is None:
             if self.id_placeholder is None and required:
                 raise invalid_field(

@@ -23,26 +23,21 @@ from kmiptwist.vocabulary.tags import Tag
 
 __all__ = ["HANDLERS", "answer_again"]
 
-_UNIQUE_IDENTIFIER = int(Tag.UNIQUE_IDENTIFIER)
-_KEY_FORMAT_TYPE = int(Tag.KEY_FORMAT_TYPE)
-_KEY_WRAPPING_SPECIFICATION = int(Tag.KEY_WRAPPING_SPECIFICATION)
-_KEY_COMPRESSION_TYPE = int(Tag.KEY_COMPRESSION_TYPE)
-
 
 async def get(context: RequestContext, payload: Item) -> Payload:
     """Get: any state that still has material (vCenter gets Pre-Active keys)."""
     unique_identifier = context.unique_identifier(payload)
     assert unique_identifier is not None
-    requested_format = number(payload, _KEY_FORMAT_TYPE, "Key Format Type", ItemType.ENUMERATION)
-    wrapping = payload.find(_KEY_WRAPPING_SPECIFICATION)
-    if payload.find(_KEY_COMPRESSION_TYPE) is not None:
+    requested_format = number(payload, Tag.KEY_FORMAT_TYPE, "Key Format Type", ItemType.ENUMERATION)
+    wrapping = payload.find(Tag.KEY_WRAPPING_SPECIFICATION)
+    if payload.find(Tag.KEY_COMPRESSION_TYPE) is not None:
         raise KMIPError(
             ResultReason.KEY_COMPRESSION_TYPE_NOT_SUPPORTED, "key compression is not supported"
         )
     form = (context.version, requested_format)
     # Kept answers are for a Get that names its object (the audit record takes the
     # identifier from the request) and asks for it in the clear.
-    keep = wrapping is None and payload.find(_UNIQUE_IDENTIFIER) is not None
+    keep = wrapping is None and payload.find(Tag.UNIQUE_IDENTIFIER) is not None
     if keep:
         answer = await answer_again(context, unique_identifier, form)
         if answer is not None:

@@ -89,7 +89,7 @@ class AttributeRule(NamedTuple):
     #: The spec name, also the 1.x Attribute Name text.
     name: str
     #: The tag of the attribute value (2.x encodes the attribute with it).
-    tag: Tag
+    tag: int
     #: TTLV item type of the value: "Structure", "Integer", "LongInteger",
     #: "BigInteger", "Enumeration", "Boolean", "TextString", "ByteString",
     #: "DateTime", "Interval" or "DateTimeExtended".

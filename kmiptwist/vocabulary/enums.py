@@ -2715,7 +2715,7 @@ ENUM_VALUES_BY_VERSION: dict[str, dict[str, dict[str, int]]] = {}
 
 # Tag -> the enumeration (or mask) its value belongs to. Attribute Reference
 # (2.x) is an Enumeration whose values are tags.
-ENUM_BY_TAG: dict[int, type[int]] = {
+ENUM_BY_TAG: dict[int, type] = {
     Tag.ASYNCHRONOUS_INDICATOR: AsynchronousIndicator,
     Tag.BATCH_ERROR_CONTINUATION_OPTION: BatchErrorContinuationOption,
     Tag.BLOCK_CIPHER_MODE: BlockCipherMode,
@@ -5145,7 +5145,7 @@ _XML_NAME_BY_VALUE: dict[str, dict[int, str]] = {
 }
 
 
-def _xml_names_of(cls: type[int]) -> Mapping[str, int]:
+def _xml_names_of(cls: type) -> Mapping[str, int]:
     """The XML name table of an enumeration class (or of Tag)."""
     if cls is Tag:
         return TAG_BY_XML_NAME
@@ -5155,7 +5155,7 @@ def _xml_names_of(cls: type[int]) -> Mapping[str, int]:
         raise TypeError(f"{cls!r} is not a KMIP enumeration") from None
 
 
-def enum_from_xml_name(cls: type[int], text: str) -> int:
+def enum_from_xml_name(cls: type, text: str) -> int:
     """The value of *text* in the KMIP XML/JSON encoding of enumeration *cls*.
 
     *text* is a value name ("SymmetricKey", "PreActive") or a hex value ("0x80000001",
@@ -5181,7 +5181,7 @@ def enum_from_xml_name(cls: type[int], text: str) -> int:
     return result
 
 
-def enum_xml_name(cls: type[int], value: int) -> str:
+def enum_xml_name(cls: type, value: int) -> str:
     """The KMIP XML/JSON encoding name of *value* of enumeration *cls*.
 
     Unknown values (extensions) come out as "0x%08X"; a bit mask comes out as its

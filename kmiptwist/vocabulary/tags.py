@@ -14,8 +14,6 @@ KMIP XML/JSON encoding names (every version's) to tags, ``TAG_XML_NAME`` and
 
 from __future__ import annotations
 
-import enum
-
 __all__ = ["Tag", "TAG_VERSIONS", "TAG_BY_XML_NAME", "TAG_XML_NAME", "TAG_SPEC_NAME"]
 
 _V_11_14 = frozenset({"1.1", "1.4"})
@@ -35,8 +33,13 @@ _V_21 = frozenset({"2.1"})
 # - No tag name has different values in different versions.
 
 
-class Tag(enum.IntEnum):
-    """A KMIP tag (0x42XXXX); names follow the spec, uppercased."""
+class Tag:
+    """The KMIP tags (0x42XXXX) by name; names follow the spec, uppercased.
+
+    Plain ints, not an enumeration: tags are read on every item a request makes
+    or reads, and a member of an ``IntEnum`` costs four times a class attribute
+    to look up (CPython 3.11).  ``TAG_SPEC_NAME`` names a tag value.
+    """
 
     ACTIVATION_DATE = 0x420001
     APPLICATION_DATA = 0x420002
@@ -789,7 +792,7 @@ TAG_VERSIONS: dict[int, frozenset[str]] = {
 }
 
 # KMIP XML/JSON encoding element names (all versions' spellings) -> tag.
-TAG_BY_XML_NAME: dict[str, Tag] = {
+TAG_BY_XML_NAME: dict[str, int] = {
     "ActivationDate": Tag.ACTIVATION_DATE,
     "AdjustmentType": Tag.ADJUSTMENT_TYPE,
     "AdjustmentValue": Tag.ADJUSTMENT_VALUE,
