@@ -809,6 +809,56 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         self.assertEqual(taken.values("Name"), [_name("name-taken")])
         self.assertEqual([t.name for t in await store.list_tenants()], ["alpha"])
 
+    async def test_first_write_fails_alone(self) -> None:
+        """A write that fails first in its group, before anything else was written,
+        leaves nothing behind and the writes after it succeed."""
+        store = self.make_store()
+        gate = threading.Event()
+        blocker = store._submit(lambda connection: gate.wait(10))
+
+        def half_done(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO tenants (name, root_key_kind, root_key_id, created) VALUES ('half', 'local', 'default', 0)"
+            )
+            raise RuntimeError("failed after writing")
+
+        writes = [store._submit(half_done), store.add_object(_key("new-1"))]
+        gate.set()
+        outcomes = await defer.DeferredList([blocker, *writes], consumeErrors=True)
+        self.assertEqual([ok for ok, _ in outcomes], [True, False, True])
+        outcomes[1][1].trap(RuntimeError)
+        self.assertEqual(await store.locate("alpha", [], 0, None), ["new-1"])
+        self.assertEqual(await store.list_tenants(), [])
+
+    async def test_failed_commit_fails_every_write(self) -> None:
+        """When the commit itself fails, every write of the group fails, new objects
+        written together included, and none of them is stored."""
+        store = self.make_store()
+        await store.add_tenant(Tenant("alpha"))
+        gate = threading.Event()
+        blocker = store._submit(lambda connection: gate.wait(10))
+
+        def breaks_the_commit(connection: sqlite3.Connection) -> None:
+            # A foreign key checked only at COMMIT, which then fails.
+            connection.execute("PRAGMA defer_foreign_keys = ON")
+            connection.execute(
+                "INSERT INTO certificates (fingerprint, tenant, subject, issuer, not_after, added)"
+                " VALUES ('ff', 'nobody', 'CN=x', 'CN=x', 0, 0)"
+            )
+
+        writes = [
+            store.add_object(_key("new-1")),
+            store.add_object(_key("new-2")),
+            store._submit(breaks_the_commit),
+        ]
+        gate.set()
+        outcomes = await defer.DeferredList([blocker, *writes], consumeErrors=True)
+        # (The blocker may have joined the group, and then failed with it.)
+        self.assertEqual([ok for ok, _ in outcomes[1:]], [False, False, False])
+        self.assertEqual(await store.locate("alpha", [], 0, None), [])
+        await store.add_object(_key("new-3"))
+        self.assertEqual(await store.locate("alpha", [], 0, None), ["new-3"])
+
     async def test_new_objects_written_together(self) -> None:
         """New objects queued together are inserted by a few shared statements: each
         gets its own seq in the order they were queued, and the index, the rows and the

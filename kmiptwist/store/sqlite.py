@@ -762,33 +762,54 @@ class SQLiteStore(Service):
     def _run_group(
         self, connection: sqlite3.Connection, jobs: list[_WriteJob]
     ) -> list[tuple[_WriteJob, bool, Any]]:
-        """Run ``jobs`` in one transaction, each in a savepoint; commit once.
+        """Run ``jobs`` in one transaction; commit once.
 
-        A job that raises is rolled back to its savepoint and fails alone.  When the
+        The group's new objects are inserted first, together (insertions commute
+        with the group's other writes: an update or removal never names an object
+        that is not stored yet); then each other job runs.  A job that raises fails
+        alone: it is rolled back to a savepoint, or, when nothing was written before
+        it, with the transaction, which begins again (one statement instead of two
+        per group, each a round for the GIL).  New objects whose insertion together
+        fails are run one by one the same way, so a duplicate fails alone.  When the
         transaction itself fails (the commit, or an error that makes sqlite abandon
-        the transaction), every job of the group fails: none of them is durable.
+        it), every job of the group fails: none of them is durable.
         """
         outcomes: list[tuple[_WriteJob, bool, Any]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
+            written = False
+            left = jobs
             together = [job for job in jobs if job.new_object is not None]
             if len(together) > 1:
-                jobs = self._run_insertions(connection, together, outcomes) + [
-                    job for job in jobs if job.new_object is None
-                ]
-            for job in jobs:
-                connection.execute("SAVEPOINT job")
+                try:
+                    seqs = _insert_objects(connection, [job.new_object for job in together])  # type: ignore[misc]
+                except Exception:
+                    self._begin_again(connection)
+                else:
+                    written = True
+                    outcomes.extend(
+                        (job, True, seq) for job, seq in zip(together, seqs, strict=True)
+                    )
+                    left = [job for job in jobs if job.new_object is None]
+            for job in left:
+                if written:
+                    connection.execute("SAVEPOINT job")
                 try:
                     value = job.run(connection)
                 except Exception:
                     failure = Failure()
-                    if not connection.in_transaction:
+                    if not written:
+                        self._begin_again(connection)
+                    elif not connection.in_transaction:
                         raise
-                    connection.execute("ROLLBACK TO job")
-                    connection.execute("RELEASE job")
+                    else:
+                        connection.execute("ROLLBACK TO job")
+                        connection.execute("RELEASE job")
                     outcomes.append((job, False, failure))
                 else:
-                    connection.execute("RELEASE job")
+                    if written:
+                        connection.execute("RELEASE job")
+                    written = True
                     outcomes.append((job, True, value))
             connection.execute("COMMIT")
         except Exception:
@@ -810,31 +831,12 @@ class SQLiteStore(Service):
         return outcomes
 
     @staticmethod
-    def _run_insertions(
-        connection: sqlite3.Connection,
-        jobs: list[_WriteJob],
-        outcomes: list[tuple[_WriteJob, bool, Any]],
-    ) -> list[_WriteJob]:
-        """Write the new objects of ``jobs`` together; return the jobs left to run one
-        by one (all of them when writing them together failed).
-
-        Insertions commute with the group's other writes (an update or removal never
-        names an object that is not stored yet), so they may go first.
-        """
-        connection.execute("SAVEPOINT insertions")
-        try:
-            seqs = _insert_objects(connection, [job.new_object for job in jobs])  # type: ignore[misc]
-        except Exception:
-            # One by one, each fails or succeeds on its own (unless sqlite gave up
-            # the whole transaction, which fails the group).
-            if not connection.in_transaction:
-                raise
-            connection.execute("ROLLBACK TO insertions")
-            connection.execute("RELEASE insertions")
-            return jobs
-        connection.execute("RELEASE insertions")
-        outcomes.extend((job, True, seq) for job, seq in zip(jobs, seqs, strict=True))
-        return []
+    def _begin_again(connection: sqlite3.Connection) -> None:
+        """After a failure in a transaction that has written nothing that must stay:
+        roll it back and begin another."""
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        connection.execute("BEGIN IMMEDIATE")
 
     def _deliver(self, outcomes: list[tuple[_WriteJob, bool, Any]]) -> None:
         """In the reactor thread: fire each job's Deferred with its committed outcome."""
