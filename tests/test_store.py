@@ -32,6 +32,7 @@ from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
 from kmiptwist.store.schema import SchemaTooNew
 from kmiptwist.store.sqlite import (
+    WAL_PAGES_BETWEEN_CHECKPOINTS,
     CertificateConflict,
     ObjectExists,
     SQLiteStore,
@@ -959,6 +960,15 @@ class SQLiteStoreTests(_StoreContract, TestCase):
         self.assertEqual(reader.execute("PRAGMA foreign_keys").fetchone(), (1,))
         self.assertEqual(reader.execute("PRAGMA temp_store").fetchone(), (2,))
         self.assertEqual(schema.current_version(reader), schema.SCHEMA_VERSION)
+
+    async def test_checkpoints_seldom(self) -> None:
+        """The writer lets the write-ahead log grow to WAL_PAGES_BETWEEN_CHECKPOINTS
+        pages before a commit checkpoints it."""
+        store = self.make_store()
+        found = await store._submit(
+            lambda connection: connection.execute("PRAGMA wal_autocheckpoint").fetchone()
+        )
+        self.assertEqual(found, (WAL_PAGES_BETWEEN_CHECKPOINTS,))
 
     async def test_not_running(self) -> None:
         """Using a stopped store fails clearly rather than losing writes."""
