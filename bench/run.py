@@ -249,6 +249,10 @@ class Session:
 
         server = self.server
         label = label or key
+        if server.exited():
+            self.notes.append(f"{label}: the server had exited; started again before it")
+            self.log(f"{server.name:18} {label:34} the server had exited: starting it again")
+            server.restart()
         started = time.monotonic()
         try:
             result: dict[str, Any] = function(server, self.settings, *args)
@@ -268,7 +272,9 @@ class Session:
         )
         if result.get("abandoned_in_flight") and not scenarios.wait_idle(server):
             self.notes.append(f"{label}: still busy with abandoned requests afterwards; restarted")
+            self.log(f"{server.name:18} {label:34} still busy afterwards: restarting it")
             server.restart()
+            result["restarted"] = True
         return result
 
     def keep_median(self, key: str, windows: list[dict[str, Any]]) -> None:
@@ -307,12 +313,20 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
         step: str, key: str, function: Any, arguments: Callable[..., tuple[Any, ...]]
     ) -> None:
         """Measure ``function(server, settings, *arguments(session))`` in ``rounds``
-        rounds, every server whose plan has ``step`` in turn in each round."""
+        rounds, every server whose plan has ``step`` in turn in each round.
+
+        A server whose window failed, or left it so busy that it was restarted
+        (PyKMIP's Locate at 32 connections), is not measured again in this scenario:
+        its rounds so far stand.  Restarting it under the same load round after round
+        once left PyKMIP's server unable to answer for the rest of a run.
+        """
         taking = [session for session in sessions if step in session.plan]
         windows: list[list[dict[str, Any]]] = [[] for _ in taking]
         for number in range(1, rounds + 1):
             label = f"{key} [{number}/{rounds}]" if rounds > 1 else key
             for session, measured in zip(taking, windows, strict=True):
+                if any("failed" in window or window.get("restarted") for window in measured):
+                    continue
                 measured.append(session.measure(key, function, *arguments(session), label=label))
         for session, measured in zip(taking, windows, strict=True):
             session.keep_median(key, measured)

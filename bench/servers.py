@@ -156,6 +156,10 @@ class Server:
         """Start the server; it listens on 127.0.0.1:``port`` when this returns."""
         raise NotImplementedError
 
+    def exited(self) -> bool:
+        """Whether the server was started and its process has since ended."""
+        return self.process is not None and self.process.poll() is not None
+
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL)."""
         process, self.process = self.process, None
