@@ -574,6 +574,34 @@ class LocateTests(SynchronousTestCase):
         )
         self.assertEqual([i.value for i in window.payload.find_all(Tag.UNIQUE_IDENTIFIER)], [early])
 
+    def test_by_state_as_time_moves_it(self) -> None:
+        """Locate by State finds an object in the state its Activation and Deactivation
+        Dates have moved it to, though nothing wrote it since."""
+        h = Harness(self)
+        now = 1_800_000_000
+
+        def dated(*dates: tuple[str, int]) -> str:
+            extra = [attribute_1x(name, ttlv.date_time(0, when)) for name, when in dates]
+            return h.create(version=V14, template=aes_template(extra=extra))
+
+        def located(state: int) -> list[str]:
+            item = h.one(V14, Operation.LOCATE, [attribute_1x("State", ttlv.enumeration(0, state))])
+            self.assertTrue(item.ok, item.message)
+            return [i.value for i in item.payload.find_all(Tag.UNIQUE_IDENTIFIER)]
+
+        first = dated(("Activation Date", now + 100))
+        second = dated(("Activation Date", now + 100), ("Deactivation Date", now + 200))
+        plain = dated()
+        self.assertEqual(located(State.PRE_ACTIVE), [plain, second, first])
+        self.assertEqual(located(State.ACTIVE), [])
+        h.clock.advance(150)
+        self.assertEqual(located(State.ACTIVE), [second, first])
+        self.assertEqual(located(State.PRE_ACTIVE), [plain])
+        h.clock.advance(100)
+        self.assertEqual(located(State.DEACTIVATED), [second])
+        self.assertEqual(located(State.ACTIVE), [first])
+        self.assertEqual(h.attributes_1x(second, "State")["State"], [State.DEACTIVATED])
+
     def test_locate_2x(self) -> None:
         """KMIP 2.0 Locate with an Attributes structure."""
         h = Harness(self)

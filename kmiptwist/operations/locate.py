@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred, gatherResults
+
 from kmiptwist import ttlv
 from kmiptwist.attributes import from_wire
 from kmiptwist.errors import invalid_field
-from kmiptwist.interfaces import LocateCriterion
+from kmiptwist.interfaces import ConcurrentModification, LocateCriterion
+from kmiptwist.objects import apply_time
 from kmiptwist.operations.base import OperationHandler, Payload, RequestContext, number, uid_item
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import Operation, State, StorageStatusMask
@@ -14,6 +17,7 @@ from kmiptwist.vocabulary.tags import Tag
 __all__ = ["HANDLERS", "criteria_from"]
 
 _DATE_TYPES = (ItemType.DATE_TIME, ItemType.DATE_TIME_EXTENDED)
+_DATE_TAGS = {"Activation Date": Tag.ACTIVATION_DATE, "Deactivation Date": Tag.DEACTIVATION_DATE}
 
 
 def criteria_from(payload: Item, context: RequestContext) -> list[LocateCriterion]:
@@ -77,6 +81,58 @@ def _state(state: int) -> Item:
     return ttlv.enumeration(Tag.STATE, state)
 
 
+#: (stored State, the date that moves it on when it has passed): KMIP's time-driven
+#: transitions (:func:`kmiptwist.objects.effective_state`).
+_DUE = (
+    (State.PRE_ACTIVE, "Activation Date"),
+    (State.ACTIVE, "Deactivation Date"),
+)
+
+#: Objects brought up to date per query, and so per concurrent group of writes.
+_CATCH_UP_BATCH = 1000
+
+
+async def _catch_up_states(context: RequestContext) -> None:
+    """Store the state of the tenant's objects whose Activation or Deactivation Date
+    has passed since their State was last written.
+
+    A state moved on by time is applied when an object is read, but the stored State,
+    which Locate compares, changes only when the object is written: without this, a
+    Locate by State missed a Pre-Active key whose Activation Date had passed.  Only a
+    Locate that names State asks; finding none costs two index lookups.
+    """
+    store, now = context.engine.store, context.now()
+    for stored_state, date_name in _DUE:
+        criteria = [
+            LocateCriterion("State", _state(stored_state)),
+            LocateCriterion(date_name, ttlv.date_time(_DATE_TAGS[date_name], now), "<="),
+        ]
+        seen: set[str] = set()
+        while True:
+            due = await store.locate(context.tenant, criteria, 0, _CATCH_UP_BATCH)
+            if seen.issuperset(due):  # none, or none that could be moved on
+                break
+            seen.update(due)
+            await gatherResults(
+                [Deferred.fromCoroutine(_catch_up(context, uid, stored_state)) for uid in due]
+            )
+
+
+async def _catch_up(context: RequestContext, unique_identifier: str, stored_state: int) -> None:
+    """Write one object's state as time has made it (read applies it), unless another
+    request or worker changed or removed the object meanwhile."""
+    async with context.lock(unique_identifier):
+        obj = await context.engine.store.get_object(context.tenant, unique_identifier)
+        if obj is None or obj.state != stored_state:
+            return
+        if not apply_time(obj, context.now()):
+            return
+        try:
+            await context.engine.store.update_object(obj)
+        except ConcurrentModification:
+            pass  # written by someone else meanwhile, with its own state
+
+
 async def locate(context: RequestContext, payload: Item) -> Payload:
     """Locate: matching identifiers, newest first, with Maximum Items and Offset Items."""
     maximum = number(payload, Tag.MAXIMUM_ITEMS, "Maximum Items")
@@ -88,7 +144,12 @@ async def locate(context: RequestContext, payload: Item) -> Payload:
     limit = context.engine.max_locate_items
     if maximum is None or maximum > limit:
         maximum = limit
-    criteria = _storage_criteria(payload, criteria_from(payload, context))
+    asked = criteria_from(payload, context)
+    if any(criterion.name == "State" for criterion in asked):
+        # (The on-line filter added below compares State too, but time only moves an
+        # object between states that are all on-line.)
+        await _catch_up_states(context)
+    criteria = _storage_criteria(payload, asked)
     found = await context.engine.store.locate(context.tenant, criteria, offset, maximum)
     out: list[Item] = []
     if paging and context.version >= (1, 3):
