@@ -435,6 +435,30 @@ class ObjectTests(_AdminTestCase):
         )
         self.error(self.call("GET", f"{API}/tenants/nobody/objects"), 404, "TENANT_NOT_FOUND")
 
+    def test_state_filter_follows_dates(self) -> None:
+        """A key whose Activation Date has passed is listed as Active, not Pre-Active,
+        though nothing wrote it since."""
+        activation = int(self.admin.clock.seconds()) + 10
+        item = self.admin.kmip(
+            "alpha",
+            Operation.ADD_ATTRIBUTE,
+            [
+                ttlv.text_string(Tag.UNIQUE_IDENTIFIER, self.vm),
+                ttlv.structure(
+                    Tag.ATTRIBUTE,
+                    [
+                        ttlv.text_string(Tag.ATTRIBUTE_NAME, "Activation Date"),
+                        ttlv.date_time(Tag.ATTRIBUTE_VALUE, activation),
+                    ],
+                ),
+            ],
+        )
+        self.assertTrue(item.ok, item.message)
+        self.assertEqual(self.ids("alpha", state="1"), [self.vm])
+        self.admin.clock.advance(20)
+        self.assertEqual(self.ids("alpha", state="active"), [self.host, self.vm])
+        self.assertEqual(self.ids("alpha", state="1"), [])
+
     def test_filters_and_paging(self) -> None:
         """Filters by state, type, name and custom attribute; limit/offset/totalCount."""
         self.assertEqual(self.ids("alpha", state="active"), [self.host])

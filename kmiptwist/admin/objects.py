@@ -22,6 +22,7 @@ from kmiptwist.interfaces import LocateCriterion
 from kmiptwist.messages import ProtocolVersion
 from kmiptwist.objects import ManagedObject, apply_time, state_name
 from kmiptwist.operations import OPERATIONS, RequestContext
+from kmiptwist.operations.locate import catch_up_states
 from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary import ENUM_BY_TAG, TAG_SPEC_NAME, enum_from_xml_name, enum_xml_name
 from kmiptwist.vocabulary.enums import (
@@ -212,6 +213,10 @@ def routes(router: Router, context: AdminContext) -> None:
         tenant = await require_tenant(context, call.params["tenant"])
         limit, offset, want_total = call.paging(default=100, maximum=1000)
         criteria = _criteria(call)
+        if any(criterion.name == "State" for criterion in criteria):
+            await catch_up_states(
+                RequestContext(engine=context.engine, tenant=tenant.name, version=_ADMIN_VERSION)
+            )
         identifiers = await context.store.locate(tenant.name, criteria, offset, limit)
         resources = []
         for unique_identifier in identifiers:

@@ -14,7 +14,7 @@ from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import Operation, State, StorageStatusMask
 from kmiptwist.vocabulary.tags import Tag
 
-__all__ = ["HANDLERS", "criteria_from"]
+__all__ = ["HANDLERS", "catch_up_states", "criteria_from"]
 
 _DATE_TYPES = (ItemType.DATE_TIME, ItemType.DATE_TIME_EXTENDED)
 _DATE_TAGS = {"Activation Date": Tag.ACTIVATION_DATE, "Deactivation Date": Tag.DEACTIVATION_DATE}
@@ -92,14 +92,15 @@ _DUE = (
 _CATCH_UP_BATCH = 1000
 
 
-async def _catch_up_states(context: RequestContext) -> None:
+async def catch_up_states(context: RequestContext) -> None:
     """Store the state of the tenant's objects whose Activation or Deactivation Date
     has passed since their State was last written.
 
     A state moved on by time is applied when an object is read, but the stored State,
     which Locate compares, changes only when the object is written: without this, a
     Locate by State missed a Pre-Active key whose Activation Date had passed.  Only a
-    Locate that names State asks; finding none costs two index lookups.
+    Locate that names State asks (and the admin API's listing by state); finding none
+    costs two index lookups.
     """
     store, now = context.engine.store, context.now()
     for stored_state, date_name in _DUE:
@@ -148,7 +149,7 @@ async def locate(context: RequestContext, payload: Item) -> Payload:
     if any(criterion.name == "State" for criterion in asked):
         # (The on-line filter added below compares State too, but time only moves an
         # object between states that are all on-line.)
-        await _catch_up_states(context)
+        await catch_up_states(context)
     criteria = _storage_criteria(payload, asked)
     found = await context.engine.store.locate(context.tenant, criteria, offset, maximum)
     out: list[Item] = []
