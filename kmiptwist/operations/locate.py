@@ -17,7 +17,6 @@ from kmiptwist.vocabulary.tags import Tag
 __all__ = ["HANDLERS", "catch_up_states", "criteria_from"]
 
 _DATE_TYPES = (ItemType.DATE_TIME, ItemType.DATE_TIME_EXTENDED)
-_DATE_TAGS = {"Activation Date": Tag.ACTIVATION_DATE, "Deactivation Date": Tag.DEACTIVATION_DATE}
 
 
 def criteria_from(payload: Item, context: RequestContext) -> list[LocateCriterion]:
@@ -81,11 +80,11 @@ def _state(state: int) -> Item:
     return ttlv.enumeration(Tag.STATE, state)
 
 
-#: (stored State, the date that moves it on when it has passed): KMIP's time-driven
-#: transitions (:func:`kmiptwist.objects.effective_state`).
+#: (stored State, the date that moves it on when it has passed, that date's tag):
+#: KMIP's time-driven transitions (:func:`kmiptwist.objects.effective_state`).
 _DUE = (
-    (State.PRE_ACTIVE, "Activation Date"),
-    (State.ACTIVE, "Deactivation Date"),
+    (State.PRE_ACTIVE, "Activation Date", Tag.ACTIVATION_DATE),
+    (State.ACTIVE, "Deactivation Date", Tag.DEACTIVATION_DATE),
 )
 
 #: Objects brought up to date per query, and so per concurrent group of writes.
@@ -103,10 +102,10 @@ async def catch_up_states(context: RequestContext) -> None:
     costs two index lookups.
     """
     store, now = context.engine.store, context.now()
-    for stored_state, date_name in _DUE:
+    for stored_state, date_name, date_tag in _DUE:
         criteria = [
             LocateCriterion("State", _state(stored_state)),
-            LocateCriterion(date_name, ttlv.date_time(_DATE_TAGS[date_name], now), "<="),
+            LocateCriterion(date_name, ttlv.date_time(date_tag, now), "<="),
         ]
         seen: set[str] = set()
         while True:

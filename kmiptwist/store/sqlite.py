@@ -779,8 +779,9 @@ class SQLiteStore(Service):
         with the group's other writes: an update or removal never names an object
         that is not stored yet); then each other job runs.  A job that raises fails
         alone: it is rolled back to a savepoint, or, when nothing was written before
-        it, with the transaction, which begins again (one statement instead of two
-        per group, each a round for the GIL).  New objects whose insertion together
+        it, with the transaction, which begins again (the first write needs no
+        SAVEPOINT and RELEASE: two statements fewer per group, each a round for the
+        GIL).  New objects whose insertion together
         fails are run one by one the same way, so a duplicate fails alone.  When the
         transaction itself fails (the commit, or an error that makes sqlite abandon
         it), every job of the group fails: none of them is durable.
