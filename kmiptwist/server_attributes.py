@@ -6,16 +6,15 @@ Initial Date, Last Change Date, Original Creation Date; Sensitive and Extractabl
 Extractable; Fresh (True until the object's value is first served); Lease Time
 (the longest lease the server grants); Random Number Generator for material the
 server generated (its details are the operating system's, so "Unspecified"); and,
-for KMIP 2.x clients, Short Unique Identifier (SHA-256 of the Unique Identifier),
+for KMIP 2.x clients, Short Unique Identifier (:func:`kmiptwist.identifiers.short_unique_identifier`),
 Key Format Type and Protection Storage Mask (Software).  Which of them a client
 sees is decided per version by :func:`kmiptwist.attributes.visible_in`.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from kmiptwist import ttlv
+from kmiptwist.identifiers import short_unique_identifier
 from kmiptwist.objects import ManagedObject
 from kmiptwist.vocabulary.enums import ObjectType, ProtectionStorageMask, RNGAlgorithm
 from kmiptwist.vocabulary.tags import Tag
@@ -83,7 +82,7 @@ def set_initial(
         attributes[name] = [ttlv.Item(tag, ttlv.ItemType.DATE_TIME, now)]
     attributes["Short Unique Identifier"] = [
         ttlv.byte_string(
-            Tag.SHORT_UNIQUE_IDENTIFIER, hashlib.sha256(obj.unique_identifier.encode()).digest()
+            Tag.SHORT_UNIQUE_IDENTIFIER, short_unique_identifier(obj.unique_identifier)
         )
     ]
     if obj.object_type == _TEMPLATE:

@@ -4,13 +4,13 @@ Create, Register, Activate, Revoke, Destroy.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from kmiptwist import keyblocks, server_attributes, ttlv
 from kmiptwist.attributes import check_client_value, from_wire, rule_for
 from kmiptwist.certificates import certificate_attributes
 from kmiptwist.errors import KMIPError, invalid_field
+from kmiptwist.identifiers import new_unique_identifier
 from kmiptwist.keyblocks import ObjectValue
 from kmiptwist.keygen import default_length, generate_symmetric_key
 from kmiptwist.objects import ManagedObject, state_name, transition
@@ -54,7 +54,7 @@ def new_object(
     """
     now = context.now()
     obj = ManagedObject(
-        unique_identifier=str(uuid.uuid4()),
+        unique_identifier=new_unique_identifier(),
         tenant=context.tenant,
         object_type=object_type,
     )
