@@ -32,6 +32,8 @@ from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
 from kmiptwist.store.schema import SchemaTooNew
 from kmiptwist.store.sqlite import (
+    GROUP_WAIT,
+    GROUP_WAIT_AFTER,
     WAL_PAGES_BETWEEN_CHECKPOINTS,
     CertificateConflict,
     ObjectExists,
@@ -42,6 +44,7 @@ from kmiptwist.store.sqlite import (
     UnknownTenant,
     _insert_objects,
     _stored_form,
+    group_wait,
     install_functions,
     locate_sql,
 )
@@ -1110,6 +1113,25 @@ def assert_locates_alike(
         sql, parameters = locate_sql("alpha", conditions, offset, maximum)
         found = [row[0] for row in connection.execute(sql, parameters)]
     case.assertEqual(found, expected)
+
+
+class GroupWaitTests(SynchronousTestCase):
+    """When the writer waits for more writes before a group commit."""
+
+    def test_lone_writer_never_waits(self) -> None:
+        """After groups smaller than GROUP_WAIT_AFTER (one client writing, or a few),
+        a write is committed at once."""
+        for last in range(GROUP_WAIT_AFTER):
+            self.assertEqual(group_wait(last, 1), 0.0)
+
+    def test_busy_writer_waits(self) -> None:
+        """After a busy group, the writer waits GROUP_WAIT for company, unless as
+        many writes as the last group had are queued already."""
+        self.assertGreater(GROUP_WAIT, 0)
+        self.assertEqual(group_wait(GROUP_WAIT_AFTER, 1), GROUP_WAIT)
+        self.assertEqual(group_wait(12, 11), GROUP_WAIT)
+        self.assertEqual(group_wait(12, 12), 0.0)
+        self.assertEqual(group_wait(GROUP_WAIT_AFTER, GROUP_WAIT_AFTER), 0.0)
 
 
 class LocateEquivalenceTests(SynchronousTestCase):
