@@ -7,6 +7,9 @@ it to list and parse options before ``--reactor`` takes effect.
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 from typing import Any
 
 from twisted.application.service import IService
@@ -109,6 +112,27 @@ def makeService(options: Options) -> IService:
         service = make_kmip_service(options.configuration, reactor)
     except StartupError as error:
         raise SystemExit(f"kmiptwist: {error}") from None
-    # A failed start is logged and stops the process elsewhere.
-    service.when_listening().addCallbacks(lambda _: collector.tune(), lambda _: None)
+    # A failed start is logged and stops the reactor (KMIPService._start_failed).
+    service.when_listening().addCallbacks(lambda _: collector.tune(), _exit_failing)
     return service
+
+
+def _exit_failing(_: object) -> None:
+    """The start failed after twistd began running the service: make the process
+    exit 1 once twistd has stopped and cleaned up.
+
+    twistd has no exit status of its own (it ends 0 however the reactor stopped), so
+    a supervisor (systemd's ``Restart=on-failure``, a container runtime) would take a
+    server that never listened for one that stopped on request.  This runs in the
+    interpreter's exit, after twistd's own cleanup (pid file, log).
+    """
+    atexit.register(_exit_with_failure)
+
+
+def _exit_with_failure() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import closing
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -506,6 +508,25 @@ class EndToEndTests(SynchronousTestCase):
 
 class RestartTests(SynchronousTestCase):
     """A key acknowledged before a restart is there after it."""
+
+    def test_failed_start_exits_1(self) -> None:
+        """A server that cannot start once twistd runs it (here: a database written
+        by a newer kmiptwist) says why and exits 1, so that a supervisor sees the
+        failure; the database is left as it was."""
+        workdir = tempfile.mkdtemp(prefix="too-new-", dir=os.getcwd())
+        data_dir = os.path.join(workdir, "data")
+        server = RunningServer.start(data_dir)
+        self.assertIn(server.stop(), (0, -15), server.log())
+        database = os.path.join(data_dir, "kmiptwist.sqlite3")
+        with closing(sqlite3.connect(database)) as connection:
+            connection.execute("PRAGMA user_version = 999")
+        with self.assertRaises(RuntimeError) as raised:
+            RunningServer.start(data_dir, timeout=30)
+        self.assertIn("twistd kmip exited with 1", str(raised.exception))
+        self.assertIn("kmiptwist could not start", str(raised.exception))
+        self.assertIn("schema version 999", str(raised.exception))
+        with closing(sqlite3.connect(database)) as connection:
+            self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (999,))
 
     def test_restart_keeps_keys_and_identity(self) -> None:
         """Stop and start on the same data directory: same CA, same client bundle, same keys."""
