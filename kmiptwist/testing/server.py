@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from attrs import define
 
-__all__ = ["RunningServer", "free_port", "repository_root"]
+__all__ = ["RunningServer", "free_port", "repository_root", "start_twistd", "stop_process"]
 
 
 def repository_root() -> str:
@@ -26,6 +27,73 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def start_twistd(
+    arguments: list[str],
+    log_path: str,
+    port: int,
+    cwd: str,
+    what: str,
+    log: Callable[[], str],
+    timeout: float,
+    niceness: int = 0,
+) -> subprocess.Popen[bytes]:
+    """Run ``twistd -n`` with ``arguments`` (a plugin and its options), logging to
+    ``log_path``, with this repository importable; return once it accepts TCP
+    connections on 127.0.0.1:``port``.
+
+    If it exits or does not listen within ``timeout`` seconds, raise RuntimeError
+    naming ``what`` and holding ``log()`` (it is stopped first when still running).
+    ``niceness`` lowers its CPU priority.
+    """
+    environment = dict(os.environ)
+    root = repository_root()
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [root] + ([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else [])
+    )
+    command = [
+        *(["nice", "-n", str(niceness)] if niceness else []),
+        sys.executable,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "-n",
+        "--pidfile=",
+        "--logfile",
+        log_path,
+        *arguments,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.05)
+    stop_process(process)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s:\n{log()}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """Stop ``process`` (SIGTERM, then SIGKILL after ``timeout`` s); its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 @define
@@ -48,52 +116,31 @@ class RunningServer:
         """Start the server and wait until it accepts TCP connections."""
         port = port or free_port()
         os.makedirs(data_dir, exist_ok=True)
-        log_path = os.path.join(data_dir, "..", f"twistd-{port}.log")
-        log_path = os.path.abspath(log_path)
-        environment = dict(os.environ)
-        root = repository_root()
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [root] + ([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else [])
-        )
-        command = [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "--logfile",
+        log_path = os.path.abspath(os.path.join(data_dir, "..", f"twistd-{port}.log"))
+        data_dir = os.path.abspath(data_dir)
+
+        def log() -> str:
+            return RunningServer.read_log(log_path)
+
+        process = start_twistd(
+            [
+                "kmip",
+                "--data-dir",
+                data_dir,
+                "--interface",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *(extra_arguments or []),
+            ],
             log_path,
-            "kmip",
-            "--data-dir",
-            data_dir,
-            "--interface",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *(extra_arguments or []),
-        ]
-        process = subprocess.Popen(
-            command,
-            cwd=os.path.dirname(os.path.abspath(data_dir)),
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            port,
+            os.path.dirname(data_dir),
+            "twistd kmip",
+            log,
+            timeout,
         )
-        server = cls(process, os.path.abspath(data_dir), port, log_path)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"twistd kmip exited with {process.returncode}:\n{server.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return server
-            except OSError:
-                time.sleep(0.05)
-        server.stop()
-        raise RuntimeError(
-            f"twistd kmip did not listen on {port} within {timeout} s:\n{server.log()}"
-        )
+        return cls(process, data_dir, port, log_path)
 
     def path(self, *parts: str) -> str:
         """A path inside the data directory."""
@@ -111,8 +158,13 @@ class RunningServer:
 
     def log(self) -> str:
         """What the server logged so far."""
+        return self.read_log(self.log_path)
+
+    @staticmethod
+    def read_log(path: str) -> str:
+        """The text of a log file, or "" when there is none yet."""
         try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
+            with open(path, encoding="utf-8", errors="replace") as log:
                 return log.read()
         except OSError:
             return ""
@@ -123,11 +175,4 @@ class RunningServer:
 
     def stop(self, timeout: float = 20.0) -> int:
         """Stop the server (SIGTERM, then SIGKILL) and return its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, timeout)

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,7 +15,7 @@ from typing import Any
 
 from attrs import define, field
 
-from kmiptwist.testing.server import free_port, repository_root
+from kmiptwist.testing.server import RunningServer, free_port, start_twistd, stop_process
 
 __all__ = ["RunningEmulator"]
 
@@ -89,60 +85,30 @@ class RunningEmulator:
 
     def restart(self, timeout: float = 30.0) -> None:
         """Start the process (again, on the same port and state file)."""
-        environment = dict(os.environ)
-        root = repository_root()
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [root] + ([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else [])
-        )
-        command = [
-            *(["nice", "-n", str(self.niceness)] if self.niceness else []),
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            "--logfile",
+        self.process = start_twistd(
+            [
+                "kmip-keyprotect-emulator",
+                "--port",
+                str(self.port),
+                "--state-file",
+                self.state_file,
+                "--api-key",
+                self.api_key,
+                *self.extra_arguments,
+            ],
             self.log_path,
-            "kmip-keyprotect-emulator",
-            "--port",
-            str(self.port),
-            "--state-file",
-            self.state_file,
-            "--api-key",
-            self.api_key,
-            *self.extra_arguments,
-        ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=self.directory,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self.port,
+            self.directory,
+            "the emulator",
+            self.log,
+            timeout,
+            self.niceness,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the emulator exited with {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the emulator did not listen on {self.port}:\n{self.log()}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the process (SIGTERM, then SIGKILL)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def alive(self) -> bool:
         """True while the process runs."""
@@ -150,11 +116,7 @@ class RunningEmulator:
 
     def log(self) -> str:
         """What the process logged."""
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
-                return log.read()
-        except OSError:
-            return ""
+        return RunningServer.read_log(self.log_path)
 
     # -- HTTP -------------------------------------------------------------------------------
 
