@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from kmiptwist.datadir import DataDirectory
 from kmiptwist.pki import load_certificate
-from kmiptwist.testing.server import RunningServer, free_port, repository_root
+from kmiptwist.testing.server import RunningServer, free_port, repository_root, wait_for_port
 
 __all__ = [
     "CLOCK_TICKS",
@@ -119,18 +118,11 @@ class ProcessTree:
                 pass
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float, log: str) -> None:
+def _listening(port: int, process: subprocess.Popen[bytes], timeout: float, log: str) -> None:
     """Wait until something accepts TCP connections on ``port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}; log {log}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port} within {timeout} s; log {log}")
+    why_not = wait_for_port(port, process, timeout)
+    if why_not is not None:
+        raise RuntimeError(f"server {why_not}; log {log}")
 
 
 @dataclass
@@ -348,7 +340,7 @@ class PyKMIPServer(Server):
             stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(self.workdir, "pykmip-stderr.log"), "ab"),  # noqa: SIM115
         )
-        wait_for_port(self.port, self.process, 60, log)
+        _listening(self.port, self.process, 60, log)
 
     def populate(self, prefix: str, count: int, start: int = 0) -> list[str]:
         """Insert the keys through PyKMIP's own SQLAlchemy objects, owned by our client."""
@@ -401,7 +393,7 @@ class CannedServer(Server):
             stdout=subprocess.DEVNULL,
             stderr=open(log, "ab"),  # noqa: SIM115
         )
-        wait_for_port(self.port, self.process, 60, log)
+        _listening(self.port, self.process, 60, log)
 
     def populate(self, prefix: str, count: int, start: int = 0) -> list[str]:
         """Nothing to store: the canned server knows every identifier."""

@@ -14,7 +14,14 @@ from collections.abc import Callable
 
 from attrs import define
 
-__all__ = ["RunningServer", "free_port", "repository_root", "start_twistd", "stop_process"]
+__all__ = [
+    "RunningServer",
+    "free_port",
+    "repository_root",
+    "start_twistd",
+    "stop_process",
+    "wait_for_port",
+]
 
 
 def repository_root() -> str:
@@ -71,17 +78,26 @@ def start_twistd(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    why_not = wait_for_port(port, process, timeout)
+    if why_not is None:
+        return process
+    stop_process(process)
+    raise RuntimeError(f"{what} {why_not}:\n{log()}")
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> str | None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``: None once
+    it does, else why not (``process`` exited, or ``timeout`` seconds passed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log()}")
+            return f"exited with {process.returncode}"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process
+                return None
         except OSError:
             time.sleep(0.05)
-    stop_process(process)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout} s:\n{log()}")
+    return f"did not listen on {port} within {timeout} s"
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
