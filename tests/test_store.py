@@ -30,6 +30,7 @@ from kmiptwist.interfaces import (
 )
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
+from kmiptwist.store import sqlite as sqlite_store
 from kmiptwist.store.schema import SchemaTooNew
 from kmiptwist.store.sqlite import (
     GROUP_WAIT,
@@ -972,6 +973,25 @@ class SQLiteStoreTests(_StoreContract, TestCase):
             lambda connection: connection.execute("PRAGMA wal_autocheckpoint").fetchone()
         )
         self.assertEqual(found, (WAL_PAGES_BETWEEN_CHECKPOINTS,))
+
+    async def test_writer_asks_whether_to_wait(self) -> None:
+        """Before each group commit the writer asks group_wait, with the size of the
+        group before it and what is queued, and sleeps what it says."""
+        asked: list[tuple[int, int]] = []
+        slept: list[float] = []
+
+        def wait(last_group: int, queued: int) -> float:
+            asked.append((last_group, queued))
+            return 0.001
+
+        self.patch(sqlite_store, "group_wait", wait)
+        self.patch(sqlite_store.time, "sleep", slept.append)
+        store = self.make_store()
+        await store.add_object(_key("first"))
+        await store.add_object(_key("second"))
+        self.assertGreaterEqual(len(asked), 2)
+        self.assertEqual(asked[-1], (1, 1))
+        self.assertEqual(slept, [0.001] * len(asked))
 
     async def test_not_running(self) -> None:
         """Using a stopped store fails clearly rather than losing writes."""
