@@ -27,9 +27,6 @@ __all__ = ["new_unique_identifier", "short_unique_identifier"]
 _VERSION_7 = 0x7 << 76
 _VARIANT_RFC = 0b10 << 62
 _RAND_B = (1 << 62) - 1
-_last_made = ("", b"")
-"""The identifier made last and its bytes: a new object's Short Unique Identifier is
-asked for right after its Unique Identifier is made."""
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -40,19 +37,12 @@ def new_unique_identifier(now_ns: int | None = None) -> str:
     fraction = rest * 4096 // 1_000_000  # 12 bits of the millisecond
     random_bits = int.from_bytes(os.urandom(8), "big") & _RAND_B
     value = (milliseconds << 80) | _VERSION_7 | (fraction << 64) | _VARIANT_RFC | random_bits
-    packed = value.to_bytes(16, "big")
-    digits = packed.hex()  # as str(uuid.UUID(int=value)), without making one
-    text = f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-    global _last_made
-    _last_made = (text, packed)
-    return text
+    digits = f"{value:032x}"  # as str(uuid.UUID(int=value)), without making one
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def short_unique_identifier(unique_identifier: str) -> bytes:
     """The Short Unique Identifier of the object called ``unique_identifier``."""
-    made, packed = _last_made
-    if unique_identifier == made:
-        return packed
     # Only the canonical text: uuid.UUID would also read braces, "urn:uuid:", upper
     # case and no hyphens, several texts for one UUID.
     if _CANONICAL.fullmatch(unique_identifier):
