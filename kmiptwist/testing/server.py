@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 from attrs import define
 
 __all__ = [
     "RunningServer",
     "free_port",
+    "read_log",
     "repository_root",
     "start_twistd",
     "stop_process",
@@ -42,7 +42,6 @@ def start_twistd(
     port: int,
     cwd: str,
     what: str,
-    log: Callable[[], str],
     timeout: float,
     niceness: int = 0,
 ) -> subprocess.Popen[bytes]:
@@ -51,7 +50,7 @@ def start_twistd(
     connections on 127.0.0.1:``port``.
 
     If it exits or does not listen within ``timeout`` seconds, raise RuntimeError
-    naming ``what`` and holding ``log()`` (it is stopped first when still running).
+    naming ``what`` and holding its log (it is stopped first when still running).
     ``niceness`` lowers its CPU priority.
     """
     environment = dict(os.environ)
@@ -82,7 +81,16 @@ def start_twistd(
     if why_not is None:
         return process
     stop_process(process)
-    raise RuntimeError(f"{what} {why_not}:\n{log()}")
+    raise RuntimeError(f"{what} {why_not}:\n{read_log(log_path)}")
+
+
+def read_log(path: str) -> str:
+    """The text of a log file, or "" when there is none yet."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as log:
+            return log.read()
+    except OSError:
+        return ""
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> str | None:
@@ -134,10 +142,6 @@ class RunningServer:
         os.makedirs(data_dir, exist_ok=True)
         log_path = os.path.abspath(os.path.join(data_dir, "..", f"twistd-{port}.log"))
         data_dir = os.path.abspath(data_dir)
-
-        def log() -> str:
-            return RunningServer.read_log(log_path)
-
         process = start_twistd(
             [
                 "kmip",
@@ -153,7 +157,6 @@ class RunningServer:
             port,
             os.path.dirname(data_dir),
             "twistd kmip",
-            log,
             timeout,
         )
         return cls(process, data_dir, port, log_path)
@@ -174,16 +177,7 @@ class RunningServer:
 
     def log(self) -> str:
         """What the server logged so far."""
-        return self.read_log(self.log_path)
-
-    @staticmethod
-    def read_log(path: str) -> str:
-        """The text of a log file, or "" when there is none yet."""
-        try:
-            with open(path, encoding="utf-8", errors="replace") as log:
-                return log.read()
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def alive(self) -> bool:
         """True while the process runs."""

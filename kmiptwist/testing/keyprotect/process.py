@@ -15,7 +15,7 @@ from typing import Any
 
 from attrs import define, field
 
-from kmiptwist.testing.server import RunningServer, free_port, start_twistd, stop_process
+from kmiptwist.testing.server import free_port, read_log, start_twistd, stop_process
 
 __all__ = ["RunningEmulator"]
 
@@ -100,7 +100,6 @@ class RunningEmulator:
             self.port,
             self.directory,
             "the emulator",
-            self.log,
             timeout,
             self.niceness,
         )
@@ -116,7 +115,7 @@ class RunningEmulator:
 
     def log(self) -> str:
         """What the process logged."""
-        return RunningServer.read_log(self.log_path)
+        return read_log(self.log_path)
 
     # -- HTTP -------------------------------------------------------------------------------
 
