@@ -142,10 +142,11 @@ GROUP_WAIT = 0.002
 :data:`GROUP_WAIT_AFTER` writes): many clients are writing, so more writes are on
 their way, and one commit (its log pages and its sync) then serves more of them.
 Like PostgreSQL's ``commit_delay`` with ``commit_siblings``.  The wait lets the GIL
-go, which the reactor thread, the other stage of a Create, needs most: create at 32
-connections on a store of 100,000 objects made more Creates/s in 6 of 8 alternating
-pairs against no wait (median +7%), with 10–20% less server CPU per Create
-(``bench/NOTES.md`` item 31).  A lone writer (every group of one) never waits."""
+go, which the reactor thread, the other stage of a Create, needs most.  Create at 32
+connections on a store of 100,000 objects, alternating pairs against no wait: a wait
+after every busy group made more Creates/s in 6 of 8 (median +7%, 10–20% less server
+CPU per Create); this rule, which skips the wait when enough writes are queued, in 4
+of 4 (+4 to +13%) (``bench/NOTES.md`` item 31).  A lone writer never waits."""
 
 GROUP_WAIT_AFTER = 4
 
