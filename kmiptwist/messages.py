@@ -431,10 +431,11 @@ _RESULT_REASON_HEAD = _head(Tag.RESULT_REASON, ItemType.ENUMERATION)
 _REQUEST_MESSAGE_HEAD = _head(Tag.REQUEST_MESSAGE, ItemType.STRUCTURE)
 _REQUEST_PAYLOAD_HEAD = _head(Tag.REQUEST_PAYLOAD, ItemType.STRUCTURE)
 _UNIQUE_IDENTIFIER_HEAD = _head(Tag.UNIQUE_IDENTIFIER, ItemType.TEXT_STRING)
-# A lone Get's fixed parts: Request Header (56 bytes: Protocol Version, Batch Count 1),
-# Protocol Version Major (its value read at 32), Minor's head (value at 48), Batch
-# Count 1 and the Batch Item's head (length checked apart), Operation Get.
-_LONE_GET_HEADER_START = struct.pack(
+# A lone request's fixed parts: Request Header (56 bytes: Protocol Version, Batch Count
+# 1), Protocol Version Major (its value read at 32), Minor's head (value at 48), Batch
+# Count 1 and the Batch Item's head (length checked apart), the Operation's head (its
+# value read at 88).
+_LONE_HEADER_START = struct.pack(
     ">IIIIII",
     _head(Tag.REQUEST_HEADER, ItemType.STRUCTURE),
     56,
@@ -443,33 +444,44 @@ _LONE_GET_HEADER_START = struct.pack(
     _MAJOR_HEAD,
     4,
 )
-_LONE_GET_MINOR_HEAD = struct.pack(">II", _MINOR_HEAD, 4)
-_LONE_GET_BATCH_COUNT = struct.pack(">IIi4x", _BATCH_COUNT_HEAD, 4, 1)
-_LONE_GET_OPERATION = struct.pack(">III", _OPERATION_HEAD, 4, Operation.GET)
-_LONE_GET_MINIMUM = 96 + 8 + 8  # ... Operation, Request Payload, Unique Identifier
+_LONE_MINOR_HEAD = struct.pack(">II", _MINOR_HEAD, 4)
+_LONE_BATCH_COUNT = struct.pack(">IIi4x", _BATCH_COUNT_HEAD, 4, 1)
+_LONE_OPERATION_HEAD = struct.pack(">II", _OPERATION_HEAD, 4)
+_LONE_MINIMUM = 96 + 8  # ... Operation, Request Payload
 
 
-def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
-    """(version, Unique Batch Item ID, Unique Identifier) of a request message that is
-    exactly one Get naming its object and nothing more; None for any other message.
+class LoneRequest(NamedTuple):
+    """A request message of one batch item, as :func:`parse_lone_request` reads it."""
 
-    The commonest request there is (a client fetching a key it has fetched before),
-    read at fixed offsets without decoding the message: a Request Header of Protocol
-    Version and Batch Count 1 only, and one Batch Item of Operation Get, an optional
-    Unique Batch Item ID and a Request Payload holding only a text Unique Identifier.
-    Anything else, including any field this reading does not check, is None, and
-    the message goes the general way (:func:`parse_request`), which reads it the same.
+    version: ProtocolVersion
+    batch_id: bytes | None
+    """The Unique Batch Item ID, or None."""
+    operation: int
+    payload: bytes
+    """The Request Payload structure, whole (its own header included), as sent."""
+
+
+def parse_lone_request(data: bytes) -> LoneRequest | None:
+    """The parts of a request message that is one batch item and nothing more, read at
+    fixed offsets without decoding the message; None for any other message.
+
+    Most requests are such (vCenter's every one but the Add Attribute batch): a
+    Request Header of Protocol Version and Batch Count 1 only, and one Batch Item of
+    an Operation, an optional Unique Batch Item ID and a Request Payload.  Anything
+    else, including any field this reading does not check, is None, and the message
+    goes the general way (:func:`parse_request`), which reads it the same.  The
+    payload is not decoded: only its place is checked.
     """
     size = len(data)
-    if size < _LONE_GET_MINIMUM or size % 8 or _words(data, 0) != (_REQUEST_MESSAGE_HEAD, size - 8):
+    if size < _LONE_MINIMUM or size % 8 or _words(data, 0) != (_REQUEST_MESSAGE_HEAD, size - 8):
         return None
-    if data[8:32] != _LONE_GET_HEADER_START or data[40:48] != _LONE_GET_MINOR_HEAD:
+    if data[8:32] != _LONE_HEADER_START or data[40:48] != _LONE_MINOR_HEAD:
         return None
-    if data[56:72] != _LONE_GET_BATCH_COUNT or _words(data, 72) != (_BATCH_ITEM_HEAD, size - 80):
+    if data[56:72] != _LONE_BATCH_COUNT or _words(data, 72) != (_BATCH_ITEM_HEAD, size - 80):
         return None
-    if data[80:92] != _LONE_GET_OPERATION:
+    if data[80:88] != _LONE_OPERATION_HEAD:
         return None
-    major, minor = _int32(data, 32)[0], _int32(data, 48)[0]
+    major, minor, operation = _int32(data, 32)[0], _int32(data, 48)[0], _uint32(data, 88)[0]
     at = 96
     batch_id = None
     head, length = _words(data, at)
@@ -477,23 +489,52 @@ def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | N
         end = at + 8 + length
         batch_id = data[at + 8 : end]
         at = end + (-length & 7)
-        if at + 16 > size:
+        if at + 8 > size:
             return None
         head, length = _words(data, at)
     if head != _REQUEST_PAYLOAD_HEAD or at + 8 + length != size:
         return None
-    head, length = _words(data, at + 8)
-    if head != _UNIQUE_IDENTIFIER_HEAD or at + 16 + length + (-length & 7) != size:
+    return LoneRequest(ProtocolVersion(major, minor), batch_id, operation, data[at:])
+
+
+def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
+    """(version, Unique Batch Item ID, Unique Identifier) of a request message that is
+    exactly one Get naming its object and nothing more; None for any other message.
+
+    The commonest request there is (a client fetching a key it has fetched before):
+    a lone request (:func:`parse_lone_request`) of Operation Get whose Request Payload
+    holds only a text Unique Identifier.
+    """
+    lone = parse_lone_request(data)
+    if lone is None:
+        return None
+    unique_identifier = lone_get_identifier(lone)
+    if unique_identifier is None:
+        return None
+    return lone.version, lone.batch_id, unique_identifier
+
+
+def lone_get_identifier(lone: LoneRequest) -> str | None:
+    """The Unique Identifier of a lone Get whose payload holds that and nothing more;
+    None for any other lone request."""
+    if lone.operation != Operation.GET:
+        return None
+    payload = lone.payload
+    size = len(payload)
+    if size < 16:
+        return None
+    head, length = _words(payload, 8)
+    if head != _UNIQUE_IDENTIFIER_HEAD or 16 + length + (-length & 7) != size:
         return None
     try:
-        unique_identifier = data[at + 16 : at + 16 + length].decode("utf-8")
+        return payload[16 : 16 + length].decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return ProtocolVersion(major, minor), batch_id, unique_identifier
 
 
 _words = struct.Struct(">II").unpack_from
 _int32 = struct.Struct(">i").unpack_from
+_uint32 = struct.Struct(">I").unpack_from
 
 
 def error_response(version: ProtocolVersion, time_stamp: int, error: KMIPError) -> bytes:

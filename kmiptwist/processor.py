@@ -7,6 +7,7 @@ Reason, and refusing peers that have no tenant.  It knows nothing of sockets.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 from typing import Protocol as TypingProtocol
 
@@ -19,6 +20,7 @@ from kmiptwist.engine import Engine
 from kmiptwist.errors import KMIPError, invalid_message
 from kmiptwist.messages import (
     SUPPORTED_VERSIONS,
+    LoneRequest,
     ProtocolVersion,
     RequestHeader,
     RequestMessage,
@@ -26,12 +28,15 @@ from kmiptwist.messages import (
     encode_response,
     error_response,
     guess_version,
-    parse_lone_get,
+    lone_get_identifier,
+    parse_lone_request,
     parse_request,
 )
 from kmiptwist.operations import OPERATIONS, RequestContext
-from kmiptwist.operations.base import reason_for
+from kmiptwist.operations.base import Payload, reason_for
+from kmiptwist.operations.lifecycle import create_from, read_create
 from kmiptwist.operations.retrieval import answer_again
+from kmiptwist.operations.templates import refers_to_templates
 from kmiptwist.ttlv import ItemType, Limits, TTLVError
 from kmiptwist.vocabulary.enums import (
     BatchErrorContinuationOption,
@@ -84,6 +89,12 @@ _CONTINUE = int(BatchErrorContinuationOption.CONTINUE)
 _UNDO = int(BatchErrorContinuationOption.UNDO)
 _SUCCESS = int(ResultStatus.SUCCESS)
 _GET = int(Operation.GET)
+_CREATE = int(Operation.CREATE)
+
+MAX_REMEMBERED_CREATES = 64
+"""Distinct Create payloads whose reading is remembered (``KMIPProcessor._lone_create``)."""
+MAX_REMEMBERED_CREATE_SIZE = 4096
+"""The largest Create payload, in bytes, whose reading is remembered."""
 
 MAX_REFUSALS_AUDITED = 100
 """Refused requests (peers without a tenant) audited per second; the rest are counted."""
@@ -159,15 +170,26 @@ class KMIPProcessor:
     _refusal_second: int = field(default=0, init=False, repr=False)
     _refusals_audited: int = field(default=0, init=False, repr=False)
     _refusals_suppressed: int = field(default=0, init=False, repr=False)
+    _creates: dict[tuple[ProtocolVersion, bytes], tuple[int, tuple[tuple[str, ttlv.Item], ...]]] = (
+        field(factory=dict, init=False, repr=False)
+    )
 
     async def process(self, data: bytes, peer: Peer) -> bytes:
         """Answer one request message; never raises for anything the peer sent."""
         if peer.tenant is not None:
-            lone = parse_lone_get(data)
+            lone = parse_lone_request(data)
             if lone is not None:
-                again = await self._get_again(*lone, peer)
-                if again is not None:
-                    return again
+                answer = None
+                if lone.operation == _GET:
+                    unique_identifier = lone_get_identifier(lone)
+                    if unique_identifier is not None:
+                        answer = await self._get_again(
+                            lone.version, lone.batch_id, unique_identifier, peer
+                        )
+                elif lone.operation == _CREATE:
+                    answer = await self._lone_create(lone, data, peer)
+                if answer is not None:
+                    return answer
         now = self.engine.now()
         try:
             item = ttlv.decode(data, self.limits)
@@ -402,6 +424,57 @@ class KMIPProcessor:
             self._record(context, _GET, unique_identifier, result, peer, notes)
         return response
 
+    async def _lone_create(self, lone: LoneRequest, data: bytes, peer: Peer) -> bytes | None:
+        """The response to a lone Create (``messages.parse_lone_request``), its payload
+        read once per distinct payload; None when the general path must answer.
+
+        vCenter sends the same Create payload every time (AES, 256 bits, Encrypt and
+        Decrypt: byte for byte in every capture).  What a payload asks for
+        (``lifecycle.read_create``) is remembered by its bytes and the protocol
+        version, unless it names a Template (then it depends on the store too); the
+        next Create with those bytes is not decoded.  The Create itself runs, is
+        answered and audited as the general path runs, answers and audits it.  A
+        payload that cannot be read is left to the general path, which reports why.
+        """
+        version = lone.version
+        handler = OPERATIONS.get(_CREATE)
+        if (
+            version not in SUPPORTED_VERSIONS
+            or handler is None
+            or not handler.offered(version, self.engine)
+        ):
+            return None
+        context = self._context(peer, RequestHeader(version, 1))
+        notes = audit_notes() if self.audit is not None else {}
+        key = (version, lone.payload)
+        known = self._creates.get(key)
+        if known is not None:
+            object_type = known[0]
+            attributes = [(name, ttlv.copied(value)) for name, value in known[1]]
+        else:
+            try:
+                payload = parse_request(ttlv.decode(data, self.limits)).batch_items[0].payload
+                assert payload is not None
+                object_type, attributes = await read_create(context, payload)
+            except Exception:
+                return None
+            if len(lone.payload) <= MAX_REMEMBERED_CREATE_SIZE and not refers_to_templates(payload):
+                if len(self._creates) >= MAX_REMEMBERED_CREATES:
+                    self._creates.clear()
+                self._creates[key] = (
+                    object_type,
+                    tuple([(name, ttlv.copied(value)) for name, value in attributes]),
+                )
+        result = await self._outcome(
+            context, _CREATE, create_from(context, object_type, attributes), peer
+        )
+        result.unique_batch_item_id = lone.batch_id
+        response = encode_response(version, self.engine.now(), [result])
+        if self.audit is not None:
+            identifier = _audited_identifier(None, result.payload)
+            self._record(context, _CREATE, identifier, result, peer, notes)
+        return response
+
     async def _execute(
         self, context: RequestContext, operation: int, payload: ttlv.Item | None, peer: Peer
     ) -> ResponseBatchItem:
@@ -416,8 +489,18 @@ class KMIPProcessor:
             return ResponseBatchItem.failure(operation, None, error)
         if payload is None:
             payload = ttlv.structure(0x420079, [])  # an empty Request Payload
+        return await self._outcome(context, operation, handler.run(context, payload), peer)
+
+    async def _outcome(
+        self,
+        context: RequestContext,
+        operation: int,
+        running: Coroutine[Any, Any, Payload],
+        peer: Peer,
+    ) -> ResponseBatchItem:
+        """Await an operation's run; turn any failure into a failed batch item."""
         try:
-            response_payload = await handler.run(context, payload)
+            response_payload = await running
         except KMIPError as error:
             log.info(
                 "{operation} failed for {tenant}: {message}",

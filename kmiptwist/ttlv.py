@@ -22,6 +22,7 @@ __all__ = [
     "encoded",
     "item",
     "structure",
+    "copied",
     "integer",
     "long_integer",
     "big_integer",
@@ -139,6 +140,14 @@ def item(tag: int, item_type: int, value: Any) -> Item:
 def structure(tag: int, children: list[Item]) -> Item:
     """A Structure item."""
     return _new_item(Item, (tag, ItemType.STRUCTURE, children))
+
+
+def copied(item: Item) -> Item:
+    """``item`` with fresh lists for its structures (every other value is immutable),
+    for a holder that keeps items another may change."""
+    if item.type != ItemType.STRUCTURE:
+        return item
+    return _new_item(Item, (item.tag, ItemType.STRUCTURE, [copied(child) for child in item.value]))
 
 
 def integer(tag: int, value: int) -> Item:

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kmiptwist import processor as processor_module
 from kmiptwist import ttlv
-from kmiptwist.messages import ProtocolVersion, parse_lone_get, parse_request
+from kmiptwist.messages import ProtocolVersion, parse_lone_get, parse_lone_request, parse_request
 from kmiptwist.processor import KMIPProcessor, Peer
 from kmiptwist.testing.messages import request
 from kmiptwist.vocabulary.enums import KeyFormatType, Operation
@@ -27,6 +27,26 @@ from kmiptwist.vocabulary.tags import Tag
 from .test_operations import V11, V14, V20, Harness, uid_payload
 
 _VERSIONS = [(1, 0), V11, (1, 2), (1, 3), V14, V20, (2, 1)]
+
+MUTATIONS = st.tuples(
+    st.lists(st.tuples(st.integers(min_value=0, max_value=300), st.integers(0, 255)), max_size=3),
+    st.integers(min_value=-24, max_value=24),
+)
+"""Up to three bytes changed (position, value), then a cut (< 0) or zeros added (> 0)."""
+
+
+def mutated(data: bytes, mutation: tuple[list[tuple[int, int]], int]) -> bytes:
+    """``data`` changed as a :data:`MUTATIONS` example says."""
+    edits, cut = mutation
+    changed = bytearray(data)
+    for position, value in edits:
+        if position < len(changed):
+            changed[position] = value
+    if cut < 0:
+        del changed[cut:]
+    else:
+        changed += bytes(cut)
+    return bytes(changed)
 
 
 def _lone_get(version: tuple[int, int], uid: str, batch_id: bytes | None = None) -> bytes:
@@ -105,32 +125,17 @@ class ParseLoneGetTests(SynchronousTestCase):
         version=st.sampled_from(_VERSIONS),
         uid=st.text(max_size=20),
         batch_id=st.none() | st.binary(max_size=12),
-        edits=st.lists(
-            st.tuples(st.integers(min_value=0, max_value=200), st.integers(0, 255)), max_size=3
-        ),
-        cut=st.integers(min_value=-24, max_value=24),
+        mutation=MUTATIONS,
     )
     def test_never_reads_otherwise(
-        self,
-        version: tuple[int, int],
-        uid: str,
-        batch_id: bytes | None,
-        edits: list[tuple[int, int]],
-        cut: int,
+        self, version: tuple[int, int], uid: str, batch_id: bytes | None, mutation: Any
     ) -> None:
         """Whatever bytes are changed, cut or added: what the fast reading accepts, the
         general path reads the same."""
-        data = bytearray(_lone_get(version, uid, batch_id))
-        for position, value in edits:
-            if position < len(data):
-                data[position] = value
-        if cut < 0:
-            del data[cut:]
-        else:
-            data += bytes(cut)
-        found = parse_lone_get(bytes(data))
+        data = mutated(_lone_get(version, uid, batch_id), mutation)
+        found = parse_lone_get(data)
         if found is not None:
-            self.assertEqual(found, _general(bytes(data)))
+            self.assertEqual(found, _general(data))
 
 
 class _Sink:
@@ -143,26 +148,35 @@ class _Sink:
         self.records.append(fields)
 
 
-class LoneGetTests(SynchronousTestCase):
+class FastPathCase(SynchronousTestCase):
+    """A processor with an audit sink, answering as the fast paths or the general one."""
+
     def setUp(self) -> None:
         self.h = Harness(self)
         self.sink = _Sink()
         self.processor = KMIPProcessor(self.h.engine, audit=self.sink)
         self.peer = Peer(address="127.0.0.1:1", fingerprint="aa" * 32, tenant="alpha")
-        self.uid = self.h.create()
-        for _ in range(2):  # the first Get clears Fresh, the second keeps its answer
-            self.assertTrue(self.h.one(V14, Operation.GET, uid_payload(self.uid)).ok)
 
     def answer(self, data: bytes) -> tuple[bytes, dict[str, Any]]:
+        """The response to ``data`` and its audit record."""
         out = self.successResultOf(Deferred.fromCoroutine(self.processor.process(data, self.peer)))
         return out, self.sink.records[-1]
 
     def general(self, data: bytes) -> tuple[bytes, dict[str, Any]]:
-        self.patch(processor_module, "parse_lone_get", lambda data: None)
+        """:meth:`answer`, with every message read the general way."""
+        self.patch(processor_module, "parse_lone_request", lambda data: None)
         try:
             return self.answer(data)
         finally:
-            self.patch(processor_module, "parse_lone_get", parse_lone_get)
+            self.patch(processor_module, "parse_lone_request", parse_lone_request)
+
+
+class LoneGetTests(FastPathCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.uid = self.h.create()
+        for _ in range(2):  # the first Get clears Fresh, the second keeps its answer
+            self.assertTrue(self.h.one(V14, Operation.GET, uid_payload(self.uid)).ok)
 
     def test_same_bytes_and_record_as_the_general_path(self) -> None:
         """Kept answers in several versions, with and without a batch item id."""

@@ -246,33 +246,39 @@ class QueryTests(SynchronousTestCase):
         self.assertEqual(answer.items[0].reason, None)
 
 
+def register_aes_template(case: SynchronousTestCase, h: Harness, name: str) -> str:
+    """Register a KMIP 1.4 Template called ``name`` (AES, 128 bits, Encrypt); its id."""
+    registered = h.one(
+        V14,
+        Operation.REGISTER,
+        xml(
+            '<ObjectType type="Enumeration" value="Template"/>'
+            "<TemplateAttribute><Attribute>"
+            '<AttributeName type="TextString" value="Name"/><AttributeValue>'
+            f'<NameValue type="TextString" value="{name}"/>'
+            '<NameType type="Enumeration" value="UninterpretedTextString"/>'
+            "</AttributeValue></Attribute></TemplateAttribute>"
+            "<Template>"
+            '<Attribute><AttributeName type="TextString" value="Cryptographic Algorithm"/>'
+            '<AttributeValue type="Enumeration" value="AES"/></Attribute>'
+            '<Attribute><AttributeName type="TextString" value="Cryptographic Length"/>'
+            '<AttributeValue type="Integer" value="128"/></Attribute>'
+            '<Attribute><AttributeName type="TextString" value="Cryptographic Usage Mask"/>'
+            '<AttributeValue type="Integer" value="Encrypt"/></Attribute>'
+            "</Template>"
+        ),
+    )
+    case.assertTrue(registered.ok, registered.message)
+    return str(registered.get(Tag.UNIQUE_IDENTIFIER))
+
+
 class TemplateTests(SynchronousTestCase):
     """KMIP 1.x Templates: registered once, named in Create."""
 
     def test_create_from_template(self) -> None:
         """A Create naming a template gets its attributes; its own attributes win."""
         h = Harness(self)
-        registered = h.one(
-            V14,
-            Operation.REGISTER,
-            xml(
-                '<ObjectType type="Enumeration" value="Template"/>'
-                "<TemplateAttribute><Attribute>"
-                '<AttributeName type="TextString" value="Name"/><AttributeValue>'
-                '<NameValue type="TextString" value="aes-template"/>'
-                '<NameType type="Enumeration" value="UninterpretedTextString"/>'
-                "</AttributeValue></Attribute></TemplateAttribute>"
-                "<Template>"
-                '<Attribute><AttributeName type="TextString" value="Cryptographic Algorithm"/>'
-                '<AttributeValue type="Enumeration" value="AES"/></Attribute>'
-                '<Attribute><AttributeName type="TextString" value="Cryptographic Length"/>'
-                '<AttributeValue type="Integer" value="128"/></Attribute>'
-                '<Attribute><AttributeName type="TextString" value="Cryptographic Usage Mask"/>'
-                '<AttributeValue type="Integer" value="Encrypt"/></Attribute>'
-                "</Template>"
-            ),
-        )
-        self.assertTrue(registered.ok, registered.message)
+        register_aes_template(self, h, "aes-template")
         created = h.one(
             V14,
             Operation.CREATE,

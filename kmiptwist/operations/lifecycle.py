@@ -27,7 +27,7 @@ from kmiptwist.vocabulary.enums import (
 )
 from kmiptwist.vocabulary.tags import Tag
 
-__all__ = ["HANDLERS", "new_object"]
+__all__ = ["HANDLERS", "new_object", "read_create", "create_from"]
 
 _COMPROMISE_REASONS = frozenset(
     {RevocationReasonCode.KEY_COMPROMISE, RevocationReasonCode.CA_COMPROMISE}
@@ -108,13 +108,29 @@ async def _store_new(
 
 async def create(context: RequestContext, payload: Item) -> Payload:
     """Create: generate a symmetric key from the OS CSPRNG; it starts Pre-Active."""
+    object_type, attributes = await read_create(context, payload)
+    return await create_from(context, object_type, attributes)
+
+
+async def read_create(context: RequestContext, payload: Item) -> tuple[int, list[tuple[str, Item]]]:
+    """What a Create payload asks for: the Object Type and the new object's attributes
+    (templates expanded).  It changes nothing; when the payload names no Template
+    (``templates.refers_to_templates``), it depends on the payload and the protocol
+    version alone."""
     object_type = _object_type(payload)
     if object_type != ObjectType.SYMMETRIC_KEY:
         raise KMIPError(
             ResultReason.INVALID_FIELD,
             "Create makes Symmetric Keys; use Register for Secret Data and Opaque Objects",
         )
-    attributes = await request_attributes(context, payload)
+    return object_type, await request_attributes(context, payload)
+
+
+async def create_from(
+    context: RequestContext, object_type: int, attributes: list[tuple[str, Item]]
+) -> Payload:
+    """The rest of Create, from what :func:`read_create` read (``attributes`` are the
+    caller's to give: the new object keeps them)."""
     given = dict(attributes)
     algorithm_item = given.get("Cryptographic Algorithm")
     if algorithm_item is None:

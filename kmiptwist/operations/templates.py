@@ -18,7 +18,7 @@ from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import ObjectType, ResultReason, State
 from kmiptwist.vocabulary.tags import TAG_SPEC_NAME, Tag
 
-__all__ = ["request_attributes", "merge_attributes", "TEMPLATE_CONTAINERS"]
+__all__ = ["request_attributes", "refers_to_templates", "merge_attributes", "TEMPLATE_CONTAINERS"]
 
 #: Where Create, Register and their kin carry the new object's attributes.
 TEMPLATE_CONTAINERS = (
@@ -111,3 +111,17 @@ async def request_attributes(
             name, _, value = from_wire(child, context.version)
             own.append((name, value))
     return _merge(from_templates, own)
+
+
+def refers_to_templates(payload: Item, containers: tuple[int, ...] = TEMPLATE_CONTAINERS) -> bool:
+    """Whether :func:`request_attributes` reads Template objects for ``payload`` (a
+    Name in a 1.x Template-Attribute); when it does not, what it returns depends on
+    the payload and the protocol version alone."""
+    for container_tag in containers:
+        if container_tag not in _TEMPLATE_ATTRIBUTES_1X:
+            continue
+        container = payload.find(container_tag)
+        if container is not None and container.type == ItemType.STRUCTURE:
+            if any(child.tag == Tag.NAME for child in container.value):
+                return True
+    return False

@@ -178,20 +178,13 @@ _CachedObject = tuple[int, int, int, _Frozen, str]
 """(seq, revision, object type, attributes, tenant) of an object as it was committed."""
 
 
-def _copy_item(item: ttlv.Item) -> ttlv.Item:
-    """``item`` with fresh lists for its structures (other values are immutable)."""
-    if item.type != ttlv.ItemType.STRUCTURE:
-        return item
-    return ttlv.Item(item.tag, item.type, [_copy_item(child) for child in item.value])
-
-
 def _frozen(
     name: str, instances: Sequence[ttlv.Item], encoding: bytes | None
 ) -> tuple[str, tuple[ttlv.Item, ...], bool, bytes | None]:
     """One attribute as kept: its instances share nothing mutable with ``instances``."""
     for item in instances:
         if item.type == _STRUCTURE:
-            return name, tuple(map(_copy_item, instances)), True, encoding
+            return name, tuple(map(ttlv.copied, instances)), True, encoding
     return name, tuple(instances), False, encoding
 
 
@@ -203,7 +196,7 @@ def _freeze(attributes: dict[str, list[ttlv.Item]]) -> _Frozen:
 def _thaw(attributes: _Frozen) -> dict[str, list[ttlv.Item]]:
     """Kept attributes for a caller who may change them (structures copied)."""
     return {
-        name: list(map(_copy_item, items)) if nested else list(items)
+        name: list(map(ttlv.copied, items)) if nested else list(items)
         for name, items, nested, _ in attributes
     }
 
