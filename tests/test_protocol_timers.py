@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from kmiptwist import pki
 from kmiptwist.errors import ResultReason
 from kmiptwist.processor import Peer
-from kmiptwist.protocol import ConnectionLimits, KMIPServerFactory
+from kmiptwist.protocol import ConnectionLimits, KMIPServerFactory, _run
 from kmiptwist.testing.messages import read_response
 
 from .test_protocol import ADDRESS, FakeTenancy, _certificates, _message
@@ -123,3 +123,42 @@ class RunTests(SynchronousTestCase):
         (item,) = read_response(transport.value()).items  # type: ignore[attr-defined]
         self.assertEqual(item.reason, ResultReason.GENERAL_FAILURE)
         self.assertFalse(transport.disconnecting)  # type: ignore[attr-defined]
+
+    def test_driving_a_coroutine_through_several_waits(self) -> None:
+        """``_run`` resumes a coroutine at each Deferred it waits on, in its context;
+        a failure it catches is its own (nothing is logged), and one it lets out
+        fails the answer."""
+        first: Deferred[int] = Deferred()
+        second: Deferred[int] = Deferred()
+        third: Deferred[int] = Deferred()
+
+        async def operation() -> bytes:
+            _SEEN.set("mine")
+            total = await first
+            try:
+                await second
+            except ValueError as error:
+                total += len(str(error))
+            total += await third
+            return f"{total} {_SEEN.get()}".encode()
+
+        answer = _run(operation())
+        assert isinstance(answer, Deferred)
+        first.callback(1)
+        second.errback(ValueError("four"))
+        self.assertNoResult(answer)
+        third.callback(10)
+        self.assertEqual(self.successResultOf(answer), b"15 mine")
+        self.assertIsNone(_SEEN.get())
+        self.assertEqual(self.flushLoggedErrors(ValueError), [])
+
+        failing: Deferred[int] = Deferred()
+
+        async def failing_operation() -> bytes:
+            await failing
+            return b"never"
+
+        answer = _run(failing_operation())
+        assert isinstance(answer, Deferred)
+        failing.errback(KeyError("gone"))
+        self.failureResultOf(answer, KeyError)
