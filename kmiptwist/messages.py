@@ -475,13 +475,17 @@ def parse_lone_request(data: bytes) -> LoneRequest | None:
     size = len(data)
     if size < _LONE_MINIMUM or size % 8 or _words(data, 0) != (_REQUEST_MESSAGE_HEAD, size - 8):
         return None
-    if data[8:32] != _LONE_HEADER_START or data[40:48] != _LONE_MINOR_HEAD:
+    # startswith at an offset compares in place, without slicing a copy.
+    if not (
+        data.startswith(_LONE_HEADER_START, 8)
+        and data.startswith(_LONE_MINOR_HEAD, 40)
+        and data.startswith(_LONE_BATCH_COUNT, 56)
+        and data.startswith(_LONE_OPERATION_HEAD, 80)
+    ):
         return None
-    if data[56:72] != _LONE_BATCH_COUNT or _words(data, 72) != (_BATCH_ITEM_HEAD, size - 80):
+    if _words(data, 72) != (_BATCH_ITEM_HEAD, size - 80):
         return None
-    if data[80:88] != _LONE_OPERATION_HEAD:
-        return None
-    major, minor, operation = _int32(data, 32)[0], _int32(data, 48)[0], _uint32(data, 88)[0]
+    major, minor = _major_minor(data, 32)
     at = 96
     batch_id = None
     head, length = _words(data, at)
@@ -494,7 +498,9 @@ def parse_lone_request(data: bytes) -> LoneRequest | None:
         head, length = _words(data, at)
     if head != _REQUEST_PAYLOAD_HEAD or at + 8 + length != size:
         return None
-    return LoneRequest(ProtocolVersion(major, minor), batch_id, operation, data[at:])
+    # The NamedTuples made without their Python-level __new__ (as ttlv makes Items).
+    version = _new_tuple(ProtocolVersion, (major, minor))
+    return _new_tuple(LoneRequest, (version, batch_id, _uint32(data, 88)[0], data[at:]))
 
 
 def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
@@ -506,20 +512,17 @@ def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | N
     holds only a text Unique Identifier.
     """
     lone = parse_lone_request(data)
-    if lone is None:
+    if lone is None or lone.operation != Operation.GET:
         return None
-    unique_identifier = lone_get_identifier(lone)
+    unique_identifier = lone_get_identifier(lone.payload)
     if unique_identifier is None:
         return None
     return lone.version, lone.batch_id, unique_identifier
 
 
-def lone_get_identifier(lone: LoneRequest) -> str | None:
-    """The Unique Identifier of a lone Get whose payload holds that and nothing more;
-    None for any other lone request."""
-    if lone.operation != Operation.GET:
-        return None
-    payload = lone.payload
+def lone_get_identifier(payload: bytes) -> str | None:
+    """The Unique Identifier of a lone Get's Request Payload (``LoneRequest.payload``)
+    that holds that and nothing more; None for any other payload."""
     size = len(payload)
     if size < 16:
         return None
@@ -535,6 +538,8 @@ def lone_get_identifier(lone: LoneRequest) -> str | None:
 _words = struct.Struct(">II").unpack_from
 _int32 = struct.Struct(">i").unpack_from
 _uint32 = struct.Struct(">I").unpack_from
+_major_minor = struct.Struct(">i12xi").unpack_from
+_new_tuple = tuple.__new__
 
 
 def error_response(version: ProtocolVersion, time_stamp: int, error: KMIPError) -> bytes:

@@ -179,14 +179,13 @@ class KMIPProcessor:
         if peer.tenant is not None:
             lone = parse_lone_request(data)
             if lone is not None:
+                version, batch_id, operation, payload = lone
                 answer = None
-                if lone.operation == _GET:
-                    unique_identifier = lone_get_identifier(lone)
+                if operation == _GET:
+                    unique_identifier = lone_get_identifier(payload)
                     if unique_identifier is not None:
-                        answer = await self._get_again(
-                            lone.version, lone.batch_id, unique_identifier, peer
-                        )
-                elif lone.operation == _CREATE:
+                        answer = await self._get_again(version, batch_id, unique_identifier, peer)
+                elif operation == _CREATE:
                     answer = await self._lone_create(lone, data, peer)
                 if answer is not None:
                     return answer
