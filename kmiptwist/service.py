@@ -57,7 +57,8 @@ from kmiptwist.keyprotect.binding import make_binding, settings_from
 from kmiptwist.keyprotect.root_keys import TenantRootKeys
 from kmiptwist.processor import KMIPProcessor
 from kmiptwist.protocol import ConnectionLimits, KMIPServerFactory
-from kmiptwist.store.sqlite import SQLiteStore, StoreError
+from kmiptwist.store.errors import StoreError
+from kmiptwist.store.sqlite import SQLiteStore
 from kmiptwist.tls import ServerTLSOptions, server_tls_options
 from kmiptwist.workers import (
     LISTEN_BACKLOG,

@@ -31,18 +31,20 @@ from kmiptwist.interfaces import (
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
 from kmiptwist.store import sqlite as sqlite_store
+from kmiptwist.store.errors import (
+    CertificateConflict,
+    ObjectExists,
+    StoreNotRunning,
+    TenantExists,
+    TenantHasObjects,
+    UnknownTenant,
+)
 from kmiptwist.store.schema import SchemaTooNew
 from kmiptwist.store.sqlite import (
     GROUP_WAIT,
     GROUP_WAIT_AFTER,
     WAL_PAGES_BETWEEN_CHECKPOINTS,
-    CertificateConflict,
-    ObjectExists,
     SQLiteStore,
-    StoreNotRunning,
-    TenantExists,
-    TenantHasObjects,
-    UnknownTenant,
     _insert_objects,
     _stored_form,
     group_wait,

@@ -10,7 +10,8 @@ from twisted.trial.unittest import TestCase
 from kmiptwist import ttlv
 from kmiptwist.interfaces import Tenant
 from kmiptwist.objects import ManagedObject
-from kmiptwist.store.sqlite import SQLiteStore, StoreError
+from kmiptwist.store.errors import StoreError
+from kmiptwist.store.sqlite import SQLiteStore
 from kmiptwist.vocabulary.enums import ObjectType
 from kmiptwist.vocabulary.tags import Tag
 

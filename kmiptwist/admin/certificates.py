@@ -21,7 +21,7 @@ from kmiptwist.admin.api import AdminError, Call, Reply, Router, bad_request, co
 from kmiptwist.admin.context import AdminContext, iso
 from kmiptwist.admin.tenants import require_tenant
 from kmiptwist.interfaces import ClientCertificate, PendingCertificate, TrustedCA
-from kmiptwist.store.sqlite import CertificateConflict, UnknownTenant
+from kmiptwist.store.errors import CertificateConflict, UnknownTenant
 from kmiptwist.trust import NotACAError, TrustedCAs, check_ca_certificate
 
 __all__ = ["routes", "parse_certificate", "register_certificate", "normalize_fingerprint"]

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from kmiptwist.admin.api import AdminError, Call, Reply, Router, bad_request, collection, not_found
 from kmiptwist.admin.context import AdminContext, iso
 from kmiptwist.interfaces import Tenant
-from kmiptwist.store.sqlite import TenantExists, TenantHasObjects, UnknownTenant
+from kmiptwist.store.errors import TenantExists, TenantHasObjects, UnknownTenant
 
 __all__ = ["routes", "TENANT_NAME", "require_tenant", "tenant_resource"]
 

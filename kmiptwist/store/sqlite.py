@@ -1,5 +1,6 @@
 # -*- test-case-name: tests.test_store -*-
-"""The sqlite key store: managed objects and tenancy in one WAL database.
+"""The sqlite key store: managed objects and tenancy in one WAL database (the
+tenancy half is :mod:`kmiptwist.store.tenancy`).
 
 Writes go to one writer thread that commits in groups: every write queued while the
 previous commit was being made to disk is run in the next transaction, each in its
@@ -22,7 +23,6 @@ process included) is seen by the next read.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import queue
 import sqlite3
@@ -42,60 +42,24 @@ from zope.interface import implementer
 
 from kmiptwist import ttlv
 from kmiptwist.interfaces import (
-    ClientCertificate,
     ConcurrentModification,
     IKeyStore,
     ITenancy,
     LocateCriterion,
-    PendingCertificate,
     Tenant,
-    TrustedCA,
 )
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
+from kmiptwist.store.errors import ObjectExists, StoreError, StoreNotRunning
 from kmiptwist.store.schema import BYTES_CLASS, INTEGER_CLASS, MatchCondition, match_class
+from kmiptwist.store.tenancy import SQLiteTenancy
 
 __all__ = [
     "SQLiteStore",
     "WAL_PAGES_BETWEEN_CHECKPOINTS",
-    "StoreError",
-    "StoreNotRunning",
-    "ObjectExists",
-    "TenantExists",
-    "UnknownTenant",
-    "TenantHasObjects",
-    "CertificateConflict",
     "install_functions",
     "locate_sql",
 ]
-
-
-class StoreError(Exception):
-    """A store operation was refused; the message says why."""
-
-
-class StoreNotRunning(StoreError):
-    """The store was used before it started or after it stopped."""
-
-
-class ObjectExists(StoreError):
-    """An object with that Unique Identifier already exists (in any tenant)."""
-
-
-class TenantExists(StoreError):
-    """A tenant of that name already exists."""
-
-
-class UnknownTenant(StoreError):
-    """The tenant named does not exist."""
-
-
-class CertificateConflict(StoreError):
-    """The certificate's fingerprint is already registered (to this or another tenant)."""
-
-
-class TenantHasObjects(StoreError):
-    """The tenant still has objects and its removal was not forced."""
 
 
 _INT64_MIN = -(1 << 63)
@@ -586,7 +550,7 @@ def locate_sql(
 
 
 @implementer(IKeyStore, ITenancy)
-class SQLiteStore(Service):
+class SQLiteStore(SQLiteTenancy, Service):
     """Managed objects and tenancy in a sqlite database, durable before acknowledged.
 
     ``reactor`` brings the writer thread's outcomes back to the reactor thread.  Every
@@ -1173,341 +1137,3 @@ class SQLiteStore(Service):
     def _count_objects(self, tenant: str) -> int:
         ((count,),) = self._read("SELECT count(*) FROM objects WHERE tenant = ?", (tenant,))
         return int(count)
-
-    # -- ITenancy ---------------------------------------------------------------------
-
-    def add_tenant(self, tenant: Tenant) -> Deferred[None]:
-        """Create a tenant; fails with :class:`TenantExists` if the name is taken."""
-        try:
-            binding = json.dumps(dict(tenant.root_key_binding), sort_keys=True)
-        except (TypeError, ValueError):
-            return fail()
-
-        def add(connection: sqlite3.Connection) -> None:
-            if connection.execute(
-                "SELECT 1 FROM tenants WHERE name = ?", (tenant.name,)
-            ).fetchone():
-                raise TenantExists(f"tenant {tenant.name!r} already exists")
-            connection.execute(
-                "INSERT INTO tenants (name, root_key_kind, root_key_id, created, root_key_binding)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    tenant.name,
-                    tenant.root_key_kind,
-                    tenant.root_key_id,
-                    tenant.created,
-                    binding,
-                ),
-            )
-
-        return self._submit(add)
-
-    def get_tenant(self, name: str) -> Deferred[Tenant | None]:
-        """The tenant of that name, or None."""
-        return self._answer(self._get_tenant, name)
-
-    @staticmethod
-    def _tenant(row: tuple[Any, ...]) -> Tenant:
-        name, kind, root_key_id, created, binding = row
-        return Tenant(name, kind, root_key_id, created, json.loads(binding or "{}"))
-
-    def _get_tenant(self, name: str) -> Tenant | None:
-        # Read on every request (the tenant's root key): the record is kept until
-        # anyone commits anything to the database (sqlite's data_version changes).
-        version = self._data_version()
-        cached = self._tenants.get(name)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        rows = self._read(
-            "SELECT name, root_key_kind, root_key_id, created, root_key_binding FROM tenants"
-            " WHERE name = ?",
-            (name,),
-        )
-        tenant = self._tenant(rows[0]) if rows else None
-        if len(self._tenants) >= 1024:
-            self._tenants.clear()
-        self._tenants[name] = (version, tenant)
-        return tenant
-
-    def _data_version(self) -> int:
-        """sqlite's data_version on the read connection: it changes whenever another
-        connection (the writer thread, another process) commits a change."""
-        if self._reader is None:
-            raise StoreNotRunning(f"the key store {self.path} is not running")
-        version: int = self._reader.execute("PRAGMA data_version").fetchone()[0]
-        return version
-
-    def list_tenants(self) -> Deferred[list[Tenant]]:
-        """Every tenant, by name."""
-        return self._answer(
-            lambda: [
-                self._tenant(row)
-                for row in self._read(
-                    "SELECT name, root_key_kind, root_key_id, created, root_key_binding"
-                    " FROM tenants ORDER BY name"
-                )
-            ]
-        )
-
-    def set_root_key(
-        self, name: str, root_key_kind: str, root_key_id: str, root_key_binding: Mapping[str, Any]
-    ) -> Deferred[None]:
-        """Bind the tenant to a root key (or change how it is reached).
-
-        Fails with :class:`UnknownTenant` when there is no such tenant.
-        """
-        try:
-            binding = json.dumps(dict(root_key_binding), sort_keys=True)
-        except (TypeError, ValueError):
-            return fail()
-
-        def bind(connection: sqlite3.Connection) -> None:
-            cursor = connection.execute(
-                "UPDATE tenants SET root_key_kind = ?, root_key_id = ?, root_key_binding = ?"
-                " WHERE name = ?",
-                (root_key_kind, root_key_id, binding, name),
-            )
-            if cursor.rowcount != 1:
-                raise UnknownTenant(f"tenant {name!r} does not exist")
-
-        return self._submit(bind)
-
-    def remove_tenant(self, name: str, force: bool) -> Deferred[list[str]]:
-        """Remove the tenant, its certificates, trusted CAs and (``force``) objects.
-
-        Fails with :class:`UnknownTenant`, or :class:`TenantHasObjects` when the tenant
-        has objects and ``force`` is false; nothing changes then.  The removed
-        material is overwritten in the database (``secure_delete``) and the WAL is
-        checkpointed and truncated after the commit, so the wrapped bytes do not stay
-        behind on disk.  Fires with the removed objects' unique identifiers.
-        """
-
-        def remove(connection: sqlite3.Connection) -> list[str]:
-            if not connection.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
-                raise UnknownTenant(f"tenant {name!r} does not exist")
-            identifiers = [
-                row[0]
-                for row in connection.execute(
-                    "SELECT unique_identifier FROM objects WHERE tenant = ? ORDER BY seq", (name,)
-                )
-            ]
-            if identifiers and not force:
-                raise TenantHasObjects(
-                    f"tenant {name!r} still has {len(identifiers)} object"
-                    f"{'s' if len(identifiers) != 1 else ''}; destroy them first, or force the "
-                    "removal, which destroys them"
-                )
-            connection.execute("PRAGMA secure_delete = ON")
-            connection.execute("DELETE FROM attribute_index WHERE tenant = ?", (name,))
-            connection.execute("DELETE FROM objects WHERE tenant = ?", (name,))
-            connection.execute("DELETE FROM certificates WHERE tenant = ?", (name,))
-            connection.execute("DELETE FROM trusted_cas WHERE tenant = ?", (name,))
-            connection.execute("DELETE FROM tenants WHERE name = ?", (name,))
-            return identifiers
-
-        def removed(identifiers: list[str]) -> None:
-            for identifier in identifiers:
-                self._objects.pop(identifier, None)
-
-        def shred(connection: sqlite3.Connection) -> None:
-            connection.execute("PRAGMA secure_delete = OFF")
-            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if busy:
-                self._log.warn(
-                    "The WAL of {path} could not be truncated after removing tenant {tenant}; "
-                    "the removed wrapped material leaves it at the next checkpoint",
-                    path=self.path,
-                    tenant=name,
-                )
-
-        return self._submit(remove, removed, after_commit=shred)
-
-    def add_trusted_ca(self, ca: TrustedCA) -> Deferred[None]:
-        """Trust a CA for its tenant.
-
-        Fails with :class:`UnknownTenant`, or :class:`CertificateConflict` when the CA
-        is already trusted (by this or another tenant).
-        """
-
-        def add(connection: sqlite3.Connection) -> None:
-            if not connection.execute(
-                "SELECT 1 FROM tenants WHERE name = ?", (ca.tenant,)
-            ).fetchone():
-                raise UnknownTenant(f"tenant {ca.tenant!r} does not exist")
-            owner = connection.execute(
-                "SELECT tenant FROM trusted_cas WHERE fingerprint = ?", (ca.fingerprint,)
-            ).fetchone()
-            if owner is not None:
-                raise CertificateConflict(
-                    f"CA certificate {ca.fingerprint} is already trusted by tenant {owner[0]!r}"
-                )
-            connection.execute(
-                "INSERT INTO trusted_cas (fingerprint, tenant, subject, certificate_pem, added)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (ca.fingerprint, ca.tenant, ca.subject, ca.certificate_pem, ca.added),
-            )
-
-        return self._submit(add)
-
-    def list_trusted_cas(self, tenant: str | None = None) -> Deferred[list[TrustedCA]]:
-        """The CAs ``tenant`` trusts (None: every tenant's), oldest first."""
-        where, parameters = ("WHERE tenant = ?", (tenant,)) if tenant is not None else ("", ())
-        return self._answer(
-            lambda: [
-                TrustedCA(*row)
-                for row in self._read(
-                    "SELECT fingerprint, tenant, subject, certificate_pem, added FROM trusted_cas "
-                    f"{where} ORDER BY added, fingerprint",
-                    parameters,
-                )
-            ]
-        )
-
-    def remove_trusted_ca(self, fingerprint: str) -> Deferred[bool]:
-        """Stop trusting a CA; True when it was trusted."""
-
-        def remove(connection: sqlite3.Connection) -> bool:
-            cursor = connection.execute(
-                "DELETE FROM trusted_cas WHERE fingerprint = ?", (fingerprint,)
-            )
-            return cursor.rowcount > 0
-
-        return self._submit(remove)
-
-    def add_certificate(self, certificate: ClientCertificate) -> Deferred[None]:
-        """Register a client certificate to its tenant; it stops being pending.
-
-        Fails with :class:`UnknownTenant` when the tenant does not exist and with
-        :class:`CertificateConflict` when the fingerprint is already registered.
-        """
-
-        def add(connection: sqlite3.Connection) -> None:
-            if not connection.execute(
-                "SELECT 1 FROM tenants WHERE name = ?", (certificate.tenant,)
-            ).fetchone():
-                raise UnknownTenant(f"tenant {certificate.tenant!r} does not exist")
-            owner = connection.execute(
-                "SELECT tenant FROM certificates WHERE fingerprint = ?", (certificate.fingerprint,)
-            ).fetchone()
-            if owner is not None:
-                raise CertificateConflict(
-                    f"certificate {certificate.fingerprint} is already registered to tenant "
-                    f"{owner[0]!r}"
-                )
-            connection.execute(
-                "INSERT INTO certificates (fingerprint, tenant, subject, issuer, not_after, added,"
-                " certificate_pem) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    certificate.fingerprint,
-                    certificate.tenant,
-                    certificate.subject,
-                    certificate.issuer,
-                    certificate.not_after,
-                    certificate.added,
-                    certificate.certificate_pem,
-                ),
-            )
-            connection.execute(
-                "DELETE FROM pending_certificates WHERE fingerprint = ?", (certificate.fingerprint,)
-            )
-
-        return self._submit(add)
-
-    def remove_certificate(self, fingerprint: str) -> Deferred[bool]:
-        """Unregister a certificate; True when it was registered."""
-
-        def remove(connection: sqlite3.Connection) -> bool:
-            cursor = connection.execute(
-                "DELETE FROM certificates WHERE fingerprint = ?", (fingerprint,)
-            )
-            return cursor.rowcount > 0
-
-        return self._submit(remove)
-
-    def list_certificates(self, tenant: str) -> Deferred[list[ClientCertificate]]:
-        """The tenant's registered certificates, oldest first."""
-        return self._answer(
-            lambda: [
-                ClientCertificate(*row)
-                for row in self._read(
-                    "SELECT fingerprint, tenant, subject, issuer, not_after, added, certificate_pem"
-                    " FROM certificates WHERE tenant = ? ORDER BY added, fingerprint",
-                    (tenant,),
-                )
-            ]
-        )
-
-    def tenant_for_fingerprint(self, fingerprint: str) -> Deferred[str | None]:
-        """The tenant the certificate is registered to, or None."""
-        return self._answer(self._tenant_for_fingerprint, fingerprint)
-
-    def _tenant_for_fingerprint(self, fingerprint: str) -> str | None:
-        rows = self._read("SELECT tenant FROM certificates WHERE fingerprint = ?", (fingerprint,))
-        return rows[0][0] if rows else None
-
-    def record_pending(
-        self,
-        fingerprint: str,
-        subject: str,
-        issuer: str,
-        address: str,
-        certificate_pem: str,
-        now: int,
-    ) -> Deferred[None]:
-        """Remember an unregistered certificate, or refresh it: last seen, address, count.
-
-        A certificate registered meanwhile is not recorded.  At most ``max_pending``
-        are kept; beyond that the least recently seen are forgotten, so that a stream
-        of made-up certificates cannot fill the disk.
-        """
-        max_pending = self.max_pending
-
-        def record(connection: sqlite3.Connection) -> None:
-            if connection.execute(
-                "SELECT 1 FROM certificates WHERE fingerprint = ?", (fingerprint,)
-            ).fetchone():
-                return
-            cursor = connection.execute(
-                "UPDATE pending_certificates SET last_seen = ?, address = ?, count = count + 1"
-                " WHERE fingerprint = ?",
-                (now, address, fingerprint),
-            )
-            if cursor.rowcount:
-                return
-            connection.execute(
-                "INSERT INTO pending_certificates (fingerprint, subject, issuer, first_seen,"
-                " last_seen, address, count, certificate_pem) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
-                (fingerprint, subject, issuer, now, now, address, certificate_pem),
-            )
-            connection.execute(
-                "DELETE FROM pending_certificates WHERE fingerprint IN ("
-                " SELECT fingerprint FROM pending_certificates"
-                " ORDER BY last_seen DESC, fingerprint LIMIT -1 OFFSET ?)",
-                (max_pending,),
-            )
-
-        return self._submit(record)
-
-    def list_pending(self) -> Deferred[list[PendingCertificate]]:
-        """Every pending certificate, most recently seen first."""
-        return self._answer(
-            lambda: [
-                PendingCertificate(*row)
-                for row in self._read(
-                    "SELECT fingerprint, subject, issuer, first_seen, last_seen, address, count,"
-                    " certificate_pem FROM pending_certificates"
-                    " ORDER BY last_seen DESC, fingerprint"
-                )
-            ]
-        )
-
-    def remove_pending(self, fingerprint: str) -> Deferred[bool]:
-        """Forget a pending certificate; True when it was pending."""
-
-        def remove(connection: sqlite3.Connection) -> bool:
-            cursor = connection.execute(
-                "DELETE FROM pending_certificates WHERE fingerprint = ?", (fingerprint,)
-            )
-            return cursor.rowcount > 0
-
-        return self._submit(remove)

@@ -29,7 +29,7 @@ from kmiptwist.interfaces import (
 )
 from kmiptwist.objects import ManagedObject
 from kmiptwist.store import schema
-from kmiptwist.store.sqlite import (
+from kmiptwist.store.errors import (
     CertificateConflict,
     ObjectExists,
     TenantExists,
