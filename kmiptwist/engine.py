@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 
-from kmiptwist.interfaces import IKeyStore, IKeyWrapper, ITenancy
+from kmiptwist.interfaces import IKeyStore, IKeyWrapper, IRemoteRootKey, ITenancy
 from kmiptwist.streams import CryptoStreams
 
 __all__ = ["Engine", "RootKeys", "SingleRootKey", "ServerInformation"]
@@ -20,6 +20,11 @@ class RootKeys(Protocol):
     async def for_tenant(self, tenant: str) -> IKeyWrapper:
         """The wrapper bound to ``tenant``; a WrappingError when its binding cannot be used."""
 
+    def usable_now(self, tenant: str) -> bool:
+        """True when ``tenant``'s root key is known, without a look-up or a wait, to
+        allow serving material it wrapped (what :meth:`for_tenant` and the wrapper's
+        ``check_usable`` would conclude at once); False when finding out takes either."""
+
 
 @define
 class SingleRootKey:
@@ -30,6 +35,11 @@ class SingleRootKey:
     async def for_tenant(self, tenant: str) -> IKeyWrapper:
         """The one wrapper, whatever the tenant."""
         return self.wrapper
+
+    def usable_now(self, tenant: str) -> bool:
+        """True unless the one wrapper is a remote root key with a check due."""
+        wrapper: Any = self.wrapper
+        return not IRemoteRootKey.providedBy(wrapper) or bool(wrapper.usable_now())
 
 
 @define

@@ -66,6 +66,12 @@ class IKeyStore(Interface):
         ``tenant``: cheaper than :meth:`get_object`, for telling whether an object
         changed since it was read (by any process sharing the store)."""
 
+    def revision_now(tenant: str, unique_identifier: str) -> tuple[int, int] | None:
+        """What :meth:`object_revision` answers, returned at once rather than as an
+        awaitable (the one method that is): a lone Get of a kept answer checks it
+        without waiting on anything.  Raises what :meth:`object_revision` would fail
+        with."""
+
     def update_object(obj: ManagedObject) -> Deferred[Any]:
         """Replace the stored attributes and material of ``obj``.
 
@@ -262,3 +268,7 @@ class IRemoteRootKey(IKeyWrapper):
     def check_usable() -> Deferred[Any]:
         """Fires when the root key may be used now (per the configured policy); fails
         with a WrappingError when it was disabled or deleted."""
+
+    def usable_now() -> bool:
+        """True when :meth:`check_usable` would succeed at once, without asking the
+        key service (no check is due or running)."""

@@ -35,7 +35,7 @@ from kmiptwist.messages import (
 from kmiptwist.operations import OPERATIONS, RequestContext
 from kmiptwist.operations.base import Payload, reason_for
 from kmiptwist.operations.lifecycle import create_from, read_create
-from kmiptwist.operations.retrieval import answer_again
+from kmiptwist.operations.retrieval import answer_again, answer_now
 from kmiptwist.operations.templates import refers_to_templates
 from kmiptwist.ttlv import ItemType, Limits, TTLVError
 from kmiptwist.vocabulary.enums import (
@@ -176,19 +176,37 @@ class KMIPProcessor:
 
     async def process(self, data: bytes, peer: Peer) -> bytes:
         """Answer one request message; never raises for anything the peer sent."""
-        if peer.tenant is not None:
-            lone = parse_lone_request(data)
-            if lone is not None:
-                version, batch_id, operation, payload = lone
-                answer = None
-                if operation == _GET:
-                    unique_identifier = lone_get_identifier(payload)
-                    if unique_identifier is not None:
-                        answer = await self._get_again(version, batch_id, unique_identifier, peer)
-                elif operation == _CREATE:
-                    answer = await self._lone_create(lone, data, peer)
+        answer = self.respond(data, peer)
+        return answer if isinstance(answer, bytes) else await answer
+
+    def respond(self, data: bytes, peer: Peer) -> bytes | Coroutine[Any, Any, bytes]:
+        """What :meth:`process` answers: the response itself when it needs nothing
+        waited for (a lone Get of a kept answer, :meth:`_get_now`), else a coroutine
+        that answers.  The connection calls this, so that such a Get costs no
+        coroutine; never raises for anything the peer sent."""
+        lone = parse_lone_request(data) if peer.tenant is not None else None
+        if lone is not None and lone[2] == _GET:
+            unique_identifier = lone_get_identifier(lone[3])
+            if unique_identifier is not None:
+                answer = self._get_now(lone[0], lone[1], unique_identifier, peer)
                 if answer is not None:
                     return answer
+        return self._answer(data, peer, lone)
+
+    async def _answer(self, data: bytes, peer: Peer, lone: LoneRequest | None) -> bytes:
+        """Answer a request message (``lone``: what ``parse_lone_request`` read of it,
+        None for a peer with no tenant or a message it does not read)."""
+        if lone is not None:
+            version, batch_id, operation, payload = lone
+            answer = None
+            if operation == _GET:
+                unique_identifier = lone_get_identifier(payload)
+                if unique_identifier is not None:
+                    answer = await self._get_again(version, batch_id, unique_identifier, peer)
+            elif operation == _CREATE:
+                answer = await self._lone_create(lone, data, peer)
+            if answer is not None:
+                return answer
         now = self.engine.now()
         try:
             item = ttlv.decode(data, self.limits)
@@ -362,42 +380,68 @@ class KMIPProcessor:
         notes = audit_notes()
         result = await self._execute(context, operation, payload, peer)
         unique_identifier = _audited_identifier(payload, result.payload)
-        extra: dict[str, str] = {}
+        public_key = None
         if unique_identifier is None and result.payload:
             pair = _key_pair(result.payload)
             if pair is not None:
                 # Create Key Pair makes two objects: the record names both.
-                unique_identifier, extra["public_key"] = pair
-        self._record(context, operation, unique_identifier, result, peer, notes, **extra)
+                unique_identifier, public_key = pair
+        self._record(context.tenant, operation, unique_identifier, result, peer, notes, public_key)
         return result
 
     def _record(
         self,
-        context: RequestContext,
+        tenant: str,
         operation: int,
         unique_identifier: str | None,
         result: ResponseBatchItem,
         peer: Peer,
-        notes: dict[str, Any],
-        **extra: str,
+        notes: dict[str, Any] | None,
+        public_key: str | None = None,
     ) -> None:
-        """The audit record of one batch item (``extra``: more details)."""
+        """The audit record of one batch item: ``notes`` are what the operation noted
+        (Key Protect correlation ids), ``public_key`` the second object a Create Key
+        Pair made.  Every detail is passed by name, even when None (then the record
+        leaves it out): a ``**`` of details would cost a Get more than the rest of it."""
         assert self.audit is not None
         succeeded = result.result_status == _SUCCESS
         self.audit.record_nowait(
             actor=f"cert:{peer.fingerprint}",
             operation=_AUDIT_NAMES.get(operation) or f"kmip.{_operation_name(operation)}",
             result="success" if succeeded else "failure",
-            tenant=context.tenant,
+            tenant=tenant,
             unique_identifier=unique_identifier,
             correlation_id=",".join(notes["correlation_ids"])
-            if "correlation_ids" in notes
+            if notes and "correlation_ids" in notes
             else None,
             reason=None if succeeded else _reason_name(result.result_reason),
             peer=peer.address,
             via_ca=peer.trusted_ca,
-            **extra,
+            public_key=public_key,
         )
+
+    def _get_now(
+        self, version: ProtocolVersion, batch_id: bytes | None, unique_identifier: str, peer: Peer
+    ) -> bytes | None:
+        """The response to a lone Get (``messages.parse_lone_get``) whose kept answer
+        needs nothing waited for (``retrieval.answer_now``): no coroutine, no request
+        context, the same response and audit record as :meth:`_get_again` makes; None
+        when it must go that way (or the general one)."""
+        if version not in SUPPORTED_VERSIONS:
+            return None
+        tenant = peer.tenant
+        assert tenant is not None
+        try:
+            payload = answer_now(self.engine, tenant, unique_identifier, (version, None))
+        except Exception:
+            return None  # the way that waits meets it again, and reports it
+        if payload is None:
+            return None
+        result = ResponseBatchItem(_GET, _SUCCESS, batch_id, payload=payload)
+        response = encode_response(version, self.engine.now(), [result])
+        if self.audit is not None:
+            self._record(tenant, _GET, unique_identifier, result, peer, None)
+        return response
 
     async def _get_again(
         self, version: ProtocolVersion, batch_id: bytes | None, unique_identifier: str, peer: Peer
@@ -420,7 +464,7 @@ class KMIPProcessor:
         result = ResponseBatchItem(_GET, _SUCCESS, batch_id, payload=payload)
         response = encode_response(version, self.engine.now(), [result])
         if self.audit is not None:
-            self._record(context, _GET, unique_identifier, result, peer, notes)
+            self._record(context.tenant, _GET, unique_identifier, result, peer, notes)
         return response
 
     async def _lone_create(self, lone: LoneRequest, data: bytes, peer: Peer) -> bytes | None:
@@ -471,7 +515,7 @@ class KMIPProcessor:
         response = encode_response(version, self.engine.now(), [result])
         if self.audit is not None:
             identifier = _audited_identifier(None, result.payload)
-            self._record(context, _CREATE, identifier, result, peer, notes)
+            self._record(context.tenant, _CREATE, identifier, result, peer, notes)
         return response
 
     async def _execute(

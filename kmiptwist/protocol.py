@@ -63,8 +63,9 @@ request's own version is unknown then, and every KMIP client reads a 1.0 header.
 class RequestProcessor(TypingProtocol):
     """Answers one KMIP request message for a peer (``kmiptwist.processor.KMIPProcessor``)."""
 
-    def process(self, data: bytes, peer: Peer) -> Coroutine[Any, Any, bytes]:
-        """The response bytes; never raises for anything the peer sent."""
+    def respond(self, data: bytes, peer: Peer) -> bytes | Coroutine[Any, Any, bytes]:
+        """The response bytes, or a coroutine of them when they take waiting for;
+        never raises for anything the peer sent."""
         ...
 
 
@@ -527,7 +528,9 @@ class KMIPServerProtocol(Protocol):
             self._responses.append(slot)
             self._in_flight += 1
             try:
-                answer = _run(self.factory.processor.process(message, self.peer))
+                answer = self.factory.processor.respond(message, self.peer)
+                if not isinstance(answer, bytes):
+                    answer = _run(answer)
             except Exception:
                 self._answer_failed(Failure(), slot)
                 continue

@@ -197,6 +197,20 @@ class WrapperTests(SynchronousTestCase):
         self.harness.manage("enable")
         self.harness.result(checking.check_usable())
 
+    def test_usable_now(self) -> None:
+        """usable_now is True exactly when check_usable would succeed without asking Key
+        Protect: always without verify_on_get, within the interval after a check with it."""
+        self.assertTrue(self.wrapper.usable_now())
+        checking = self.harness.wrapper(verify_on_get=True, verify_interval=1.0)
+        self.assertFalse(checking.usable_now())
+        self.harness.result(checking.check_usable())
+        self.assertTrue(checking.usable_now())
+        self.harness.clock.advance(1.0)
+        self.assertFalse(checking.usable_now())
+        self.harness.manage("disable")
+        self.error(checking.check_usable())
+        self.assertFalse(checking.usable_now())
+
 
 class BindingTests(SynchronousTestCase):
     """Tenants' bindings, checked before use."""
@@ -455,6 +469,36 @@ class KMIPTests(KMIPCase):
         self.assertIs(self.harness.result(self.root_keys.for_tenant("finance")), first)
         self.clock.advance(self.root_keys.recheck_interval)
         self.assertIs(self.harness.result(self.root_keys.for_tenant("finance")), self.local)
+
+    def test_usable_now(self) -> None:
+        """A tenant's root key is known usable without a look-up only after one, until
+        the recheck interval passes or its binding changes; a kept Get is then answered
+        at once, and otherwise the way that looks it up."""
+        uid = self.created()
+        self.clock.advance(self.root_keys.recheck_interval)
+        self.assertFalse(self.root_keys.usable_now("finance"))
+        self.assertFalse(self.root_keys.usable_now("local"))
+        self.assertTrue(self.get(uid).ok)  # looks the tenant up again
+        self.assertTrue(self.get(uid).ok)  # and keeps its answer
+        self.assertTrue(self.root_keys.usable_now("finance"))
+        self.harness.result(self.root_keys.for_tenant("local"))
+        self.assertTrue(self.root_keys.usable_now("local"))
+        peer = Peer("127.0.0.1", "ab" * 32, "finance")
+        data = request(
+            (1, 1), [(Operation.GET, [ttlv.text_string(Tag.UNIQUE_IDENTIFIER, uid)], None)]
+        )
+        self.assertIsInstance(self.processor.respond(data, peer), bytes)
+        self.bind("finance", key_ring="ring-2")
+        self.assertFalse(self.root_keys.usable_now("finance"))
+        answer = self.processor.respond(data, peer)
+        self.assertNotIsInstance(answer, bytes)
+        assert not isinstance(answer, bytes)
+        self.assertTrue(
+            read_response(self.harness.result(Deferred.fromCoroutine(answer))).items[0].ok
+        )
+        self.assertTrue(self.root_keys.usable_now("finance"))
+        self.clock.advance(self.root_keys.recheck_interval)
+        self.assertFalse(self.root_keys.usable_now("finance"))
 
     def test_one_wrapper_per_binding(self) -> None:
         """The tenant's wrapper is kept while its binding stays; a new binding gets a new one."""

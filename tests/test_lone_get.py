@@ -20,9 +20,10 @@ from kmiptwist import processor as processor_module
 from kmiptwist import ttlv
 from kmiptwist.messages import ProtocolVersion, parse_lone_get, parse_lone_request, parse_request
 from kmiptwist.processor import KMIPProcessor, Peer
-from kmiptwist.testing.messages import request
-from kmiptwist.vocabulary.enums import KeyFormatType, Operation
+from kmiptwist.testing.messages import read_response, request
+from kmiptwist.vocabulary.enums import KeyFormatType, Operation, ResultReason
 from kmiptwist.vocabulary.tags import Tag
+from kmiptwist.wrapping.errors import DENIED, WrappingError
 
 from .test_operations import V11, V14, V20, Harness, uid_payload
 
@@ -148,6 +149,21 @@ class _Sink:
         self.records.append(fields)
 
 
+class _RootKeyToCheck:
+    """The tenant's root key when it must be asked about before each use (a Key Protect
+    root key with ``verify_on_get`` and a check due), and the answer is: disabled."""
+
+    def __init__(self) -> None:
+        self.looked_up = 0
+
+    def usable_now(self, tenant: str) -> bool:
+        return False
+
+    async def for_tenant(self, tenant: str) -> Any:
+        self.looked_up += 1
+        raise WrappingError("root key crk-1 is disabled", permanent=True, kind=DENIED)
+
+
 class FastPathCase(SynchronousTestCase):
     """A processor with an audit sink, answering as the fast paths or the general one."""
 
@@ -197,6 +213,45 @@ class LoneGetTests(FastPathCase):
         response, record = self.answer(data)
         self.assertEqual(record["result"], "success")
         self.assertIn(self.uid.encode(), response)
+
+    def test_answered_at_once(self) -> None:
+        """A kept answer whose checks need no waiting is the response itself, not a
+        coroutine: the same bytes and record as the general path."""
+        for version, batch_id in ((V14, b"\x01"), (V20, None)):
+            data = _lone_get(version, self.uid, batch_id)
+            general = self.general(data)
+            response = self.processor.respond(data, self.peer)
+            self.assertIsInstance(response, bytes)
+            self.assertEqual((response, self.sink.records[-1]), general)
+
+    def test_a_root_key_to_check_is_waited_for(self) -> None:
+        """When the tenant's root key must be checked first, the Get is not answered at
+        once; the check runs, and its failure is the answer."""
+        root_keys = _RootKeyToCheck()
+        self.h.engine.root_keys = root_keys
+        answer = self.processor.respond(_lone_get(V14, self.uid), self.peer)
+        self.assertNotIsInstance(answer, bytes)
+        assert not isinstance(answer, bytes)
+        item = read_response(self.successResultOf(Deferred.fromCoroutine(answer))).items[0]
+        self.assertGreater(root_keys.looked_up, 0)
+        self.assertFalse(item.ok)
+        self.assertEqual(item.reason, ResultReason.PERMISSION_DENIED)
+        self.assertIn("disabled", item.message or "")
+        self.assertEqual(self.sink.records[-1]["result"], "failure")
+
+    def test_an_object_changed_elsewhere_is_read_again(self) -> None:
+        """An object updated in the store behind this process's back (by another
+        worker) is not served from the kept answer: the Get reads it again, and the
+        next one is answered at once from the new answer."""
+        obj = self.successResultOf(self.h.store.get_object("alpha", self.uid))
+        self.successResultOf(self.h.store.update_object(obj))
+        data = _lone_get(V14, self.uid)
+        answer = self.processor.respond(data, self.peer)
+        self.assertNotIsInstance(answer, bytes)
+        assert not isinstance(answer, bytes)
+        read_again = self.successResultOf(Deferred.fromCoroutine(answer))
+        self.assertTrue(read_response(read_again).items[0].ok)
+        self.assertEqual(self.processor.respond(data, self.peer), read_again)
 
     def test_other_gets_are_answered_by_the_general_path(self) -> None:
         """Nothing kept (another key, another tenant, a changed object): the general

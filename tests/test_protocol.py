@@ -96,7 +96,7 @@ class FakeProcessor:
         self.seen: list[tuple[bytes, Peer]] = []
         self.waiting: list[Deferred[None]] = []
 
-    async def process(self, data: bytes, peer: Peer) -> bytes:
+    async def respond(self, data: bytes, peer: Peer) -> bytes:
         self.seen.append((data, peer))
         if self.hold:
             gate: Deferred[None] = Deferred()
@@ -152,6 +152,31 @@ class OrderingTests(ProtocolTestMixin, SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
         self.processor.waiting[0].callback(None)
         self.assertEqual(transport.value(), b"answer:" + _message(1) + b"answer:" + _message(2))
+
+    def test_answers_given_at_once_keep_their_place(self) -> None:
+        """A processor may answer a request at once (bytes, not a coroutine): that answer
+        still waits for the ones before it."""
+        self.make_factory(hold=True)
+        processor = self.processor
+        hold = processor.respond
+
+        def respond(data: bytes, peer: Peer) -> object:
+            if data == _message(2):
+                processor.seen.append((data, peer))
+                return b"at once:" + data
+            return hold(data, peer)
+
+        processor.respond = respond  # type: ignore[method-assign]
+        protocol, transport = self.connect()
+        protocol.dataReceived(_message(1) + _message(2) + _message(3))
+        self.assertEqual(len(processor.seen), 3)
+        self.assertEqual(transport.value(), b"")
+        processor.waiting[0].callback(None)
+        self.assertEqual(transport.value(), b"answer:" + _message(1) + b"at once:" + _message(2))
+        processor.waiting[1].callback(None)
+        self.assertTrue(
+            transport.value().endswith(b"at once:" + _message(2) + b"answer:" + _message(3))
+        )
 
     @given(
         st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=12),
@@ -255,10 +280,10 @@ class OrderingTests(ProtocolTestMixin, SynchronousTestCase):
         self.make_factory()
 
         class Broken(FakeProcessor):
-            async def process(self, data: bytes, peer: Peer) -> bytes:
+            async def respond(self, data: bytes, peer: Peer) -> bytes:
                 if data == _message(1):
                     raise RuntimeError("bug")
-                return await super().process(data, peer)
+                return await super().respond(data, peer)
 
         self.factory.processor = Broken()
         protocol, transport = self.connect()

@@ -28,7 +28,7 @@ class WaitingProcessor:
     def __init__(self) -> None:
         self.gates: list[Deferred[None]] = []
 
-    async def process(self, data: bytes, peer: Peer) -> bytes:
+    async def respond(self, data: bytes, peer: Peer) -> bytes:
         _SEEN.set(f"request {len(self.gates)}")
         gate: Deferred[None] = Deferred()
         self.gates.append(gate)
@@ -80,7 +80,7 @@ class SharedTimerTests(SynchronousTestCase):
         """A client that keeps sending is never timed out between its requests."""
 
         class Answering:
-            async def process(self, data: bytes, peer: Peer) -> bytes:
+            async def respond(self, data: bytes, peer: Peer) -> bytes:
                 return b"answer"
 
         clock = Clock()

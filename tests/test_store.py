@@ -333,6 +333,19 @@ class _StoreContract:
         other, _ = await store.object_revision("alpha", "uid-2")
         self.assertTrue(other != seq)
 
+    async def test_revision_now(self) -> None:
+        """``revision_now`` answers what ``object_revision`` does, at once."""
+        store = self.make_store()
+        self.assertIsNone(store.revision_now("alpha", "uid-1"))
+        await self._add(store, _key("uid-1"))
+        for tenant in ("alpha", "beta"):
+            self.assertEqual(
+                store.revision_now(tenant, "uid-1"), await store.object_revision(tenant, "uid-1")
+            )
+        obj = await store.get_object("alpha", "uid-1")
+        await store.update_object(obj)
+        self.assertEqual(store.revision_now("alpha", "uid-1")[1], 1)
+
     async def test_replace_wrapped_material(self) -> None:
         """A rewrapped form replaces the material only while it is still the one that was
         rewrapped, in the owner tenant, without a new revision: a destroyed object stays

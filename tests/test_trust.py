@@ -140,7 +140,7 @@ class _Processor:
     def __init__(self) -> None:
         self.peers: list[Peer] = []
 
-    async def process(self, data: bytes, peer: Peer) -> bytes:
+    async def respond(self, data: bytes, peer: Peer) -> bytes:
         self.peers.append(peer)
         return b"answer"
 

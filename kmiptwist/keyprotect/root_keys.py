@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from kmiptwist.interfaces import IKeyWrapper
+from kmiptwist.interfaces import IKeyWrapper, IRemoteRootKey
 from kmiptwist.keyprotect.binding import (
     KEYPROTECT,
     LOCAL,
@@ -95,6 +95,15 @@ class TenantRootKeys(Service):
             self._found.clear()
         self._found[tenant] = (wrapper, now + self.recheck_interval)
         return wrapper
+
+    def usable_now(self, tenant: str) -> bool:
+        """True when the tenant's wrapper was found within ``recheck_interval`` and needs
+        no check of Key Protect now (a lone Get of a kept answer then does not wait)."""
+        found = self._found.get(tenant)
+        if found is None or self.reactor.seconds() >= found[1]:
+            return False
+        wrapper: Any = found[0]
+        return not IRemoteRootKey.providedBy(wrapper) or bool(wrapper.usable_now())
 
     async def _look_up(self, tenant: str) -> IKeyWrapper:
         """The wrapper of the tenant's current record."""

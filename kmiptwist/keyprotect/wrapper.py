@@ -228,7 +228,7 @@ class KeyProtectWrapper:
     def check_usable(self) -> Deferred[None]:
         """With ``verify_on_get``, ask Key Protect whether the root key is still usable."""
         waiter: Deferred[None] = Deferred()
-        if not self.verify_on_get or self.clock.seconds() < self._usable_until:
+        if self.usable_now():
             waiter.callback(None)
             return waiter
         if self._checks is not None:
@@ -237,6 +237,11 @@ class KeyProtectWrapper:
         self._checks = [waiter]
         Deferred.fromCoroutine(self._check()).addBoth(self._checked)
         return waiter
+
+    def usable_now(self) -> bool:
+        """True when :meth:`check_usable` succeeds at once: no check is due (or
+        ``verify_on_get`` is off)."""
+        return not self.verify_on_get or self.clock.seconds() < self._usable_until
 
     def _checked(self, outcome: Any) -> None:
         checks, self._checks = self._checks or [], None

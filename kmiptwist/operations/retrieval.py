@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kmiptwist import keyblocks, server_attributes, ttlv
+from kmiptwist.engine import Engine
 from kmiptwist.errors import KMIPError
 from kmiptwist.objects import ManagedObject
 from kmiptwist.operations.base import (
@@ -21,7 +22,7 @@ from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import Operation, ResultReason
 from kmiptwist.vocabulary.tags import Tag
 
-__all__ = ["HANDLERS", "answer_again"]
+__all__ = ["HANDLERS", "answer_again", "answer_now"]
 
 
 async def get(context: RequestContext, payload: Item) -> Payload:
@@ -91,24 +92,53 @@ async def get(context: RequestContext, payload: Item) -> Payload:
 # are not kept.
 
 
+def _kept(
+    engine: Engine, tenant: str, unique_identifier: str, form: tuple[object, int | None]
+) -> tuple[dict[Any, Any], tuple[Any, Item]] | None:
+    """The forms kept for the object's cached material and, in them, the answer kept
+    for ``form`` (revision stamp and encoded payload); None when there is none."""
+    cache: Any = engine.cache
+    forms = cache.derived((tenant, unique_identifier))
+    if not forms:
+        return None
+    kept = forms.get(form)
+    return None if kept is None else (forms, kept)
+
+
 async def answer_again(
     context: RequestContext, unique_identifier: str, form: tuple[object, int | None]
 ) -> Payload | None:
     """The answer kept for this Get of an unchanged object, or None."""
     if context.held is not None:
         return None  # an Undo batch may hold a change to the object
-    cache: Any = context.engine.cache
-    forms = cache.derived((context.tenant, unique_identifier))
-    if not forms:
+    found = _kept(context.engine, context.tenant, unique_identifier, form)
+    if found is None:
         return None
-    kept = forms.get(form)
-    if kept is None:
-        return None
+    forms, kept = found
     stamp = await context.engine.store.object_revision(context.tenant, unique_identifier)
     if stamp != kept[0]:
         forms.clear()  # the object changed or is gone: every kept form is stale
         return None
     await context.check_root_key(f"cannot serve the key material of {unique_identifier}")
+    return [kept[1]]
+
+
+def answer_now(
+    engine: Engine, tenant: str, unique_identifier: str, form: tuple[object, int | None]
+) -> Payload | None:
+    """:func:`answer_again` without waiting on anything: the kept answer when the
+    object is unchanged (``revision_now``) and the tenant's root key needs no look-up
+    or check (``usable_now``); None otherwise, and then :func:`answer_again` (or the
+    whole Get) finds out, and reports any failure, the usual way."""
+    found = _kept(engine, tenant, unique_identifier, form)
+    if found is None:
+        return None
+    forms, kept = found
+    if engine.store.revision_now(tenant, unique_identifier) != kept[0]:
+        forms.clear()
+        return None
+    if not engine.root_keys.usable_now(tenant):
+        return None
     return [kept[1]]
 
 

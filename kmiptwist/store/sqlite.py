@@ -952,9 +952,10 @@ class SQLiteStore(SQLiteTenancy, Service):
         """(seq, revision) of the tenant's object, or None (also when another tenant owns
         it): whether a copy read earlier is still current, in one indexed lookup of the
         object's row, without reading its attributes or material."""
-        return self._answer(self._object_revision, tenant, unique_identifier)
+        return self._answer(self.revision_now, tenant, unique_identifier)
 
-    def _object_revision(self, tenant: str, unique_identifier: str) -> tuple[int, int] | None:
+    def revision_now(self, tenant: str, unique_identifier: str) -> tuple[int, int] | None:
+        """What :meth:`object_revision` answers, at once (it is read at once anyway)."""
         if self._reader is None:
             raise StoreNotRunning(f"the key store {self.path} is not running")
         if self.sole_writer:

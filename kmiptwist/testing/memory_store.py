@@ -143,14 +143,14 @@ class MemoryStore(Service):
         self, tenant: str, unique_identifier: str
     ) -> Deferred[tuple[int, int] | None]:
         """``(seq, revision)`` of the tenant's object, or None."""
+        return _answer(lambda: self.revision_now(tenant, unique_identifier))
 
-        def revision() -> tuple[int, int] | None:
-            stored = self._objects.get(unique_identifier)
-            if stored is None or stored.tenant != tenant:
-                return None
-            return (stored.seq, stored.revision)
-
-        return _answer(revision)
+    def revision_now(self, tenant: str, unique_identifier: str) -> tuple[int, int] | None:
+        """What :meth:`object_revision` answers, at once."""
+        stored = self._objects.get(unique_identifier)
+        if stored is None or stored.tenant != tenant:
+            return None
+        return (stored.seq, stored.revision)
 
     def update_object(self, obj: ManagedObject) -> Deferred[None]:
         """Replace the object if its revision is current; bump ``obj.revision``."""
