@@ -26,6 +26,7 @@ from kmiptwist.messages import (
     RequestMessage,
     ResponseBatchItem,
     encode_response,
+    encode_success,
     error_response,
     guess_version,
     lone_get_identifier,
@@ -386,7 +387,16 @@ class KMIPProcessor:
             if pair is not None:
                 # Create Key Pair makes two objects: the record names both.
                 unique_identifier, public_key = pair
-        self._record(context.tenant, operation, unique_identifier, result, peer, notes, public_key)
+        self._record(
+            context.tenant,
+            operation,
+            unique_identifier,
+            result.result_status,
+            result.result_reason,
+            peer,
+            notes,
+            public_key,
+        )
         return result
 
     def _record(
@@ -394,7 +404,8 @@ class KMIPProcessor:
         tenant: str,
         operation: int,
         unique_identifier: str | None,
-        result: ResponseBatchItem,
+        result_status: int,
+        result_reason: int | None,
         peer: Peer,
         notes: dict[str, Any] | None,
         public_key: str | None = None,
@@ -404,7 +415,7 @@ class KMIPProcessor:
         Pair made.  Every detail is passed by name, even when None (then the record
         leaves it out): a ``**`` of details would cost a Get more than the rest of it."""
         assert self.audit is not None
-        succeeded = result.result_status == _SUCCESS
+        succeeded = result_status == _SUCCESS
         self.audit.record_nowait(
             actor=f"cert:{peer.fingerprint}",
             operation=_AUDIT_NAMES.get(operation) or f"kmip.{_operation_name(operation)}",
@@ -414,7 +425,7 @@ class KMIPProcessor:
             correlation_id=",".join(notes["correlation_ids"])
             if notes and "correlation_ids" in notes
             else None,
-            reason=None if succeeded else _reason_name(result.result_reason),
+            reason=None if succeeded else _reason_name(result_reason),
             peer=peer.address,
             via_ca=peer.trusted_ca,
             public_key=public_key,
@@ -437,10 +448,9 @@ class KMIPProcessor:
             return None  # the way that waits meets it again, and reports it
         if payload is None:
             return None
-        result = ResponseBatchItem(_GET, _SUCCESS, batch_id, payload=payload)
-        response = encode_response(version, self.engine.now(), [result])
+        response = encode_success(version, self.engine.now(), _GET, batch_id, payload[0].value)
         if self.audit is not None:
-            self._record(tenant, _GET, unique_identifier, result, peer, None)
+            self._record(tenant, _GET, unique_identifier, _SUCCESS, None, peer, None)
         return response
 
     async def _get_again(
@@ -461,10 +471,9 @@ class KMIPProcessor:
             return None
         if payload is None:
             return None
-        result = ResponseBatchItem(_GET, _SUCCESS, batch_id, payload=payload)
-        response = encode_response(version, self.engine.now(), [result])
+        response = encode_success(version, self.engine.now(), _GET, batch_id, payload[0].value)
         if self.audit is not None:
-            self._record(context.tenant, _GET, unique_identifier, result, peer, notes)
+            self._record(context.tenant, _GET, unique_identifier, _SUCCESS, None, peer, notes)
         return response
 
     async def _lone_create(self, lone: LoneRequest, data: bytes, peer: Peer) -> bytes | None:
@@ -515,7 +524,15 @@ class KMIPProcessor:
         response = encode_response(version, self.engine.now(), [result])
         if self.audit is not None:
             identifier = _audited_identifier(None, result.payload)
-            self._record(context.tenant, _CREATE, identifier, result, peer, notes)
+            self._record(
+                context.tenant,
+                _CREATE,
+                identifier,
+                result.result_status,
+                result.result_reason,
+                peer,
+                notes,
+            )
         return response
 
     async def _execute(

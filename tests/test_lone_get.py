@@ -18,10 +18,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kmiptwist import processor as processor_module
 from kmiptwist import ttlv
-from kmiptwist.messages import ProtocolVersion, parse_lone_get, parse_lone_request, parse_request
+from kmiptwist.messages import (
+    ProtocolVersion,
+    ResponseBatchItem,
+    encode_response,
+    encode_success,
+    parse_lone_get,
+    parse_lone_request,
+    parse_request,
+)
 from kmiptwist.processor import KMIPProcessor, Peer
 from kmiptwist.testing.messages import read_response, request
-from kmiptwist.vocabulary.enums import KeyFormatType, Operation, ResultReason
+from kmiptwist.vocabulary.enums import KeyFormatType, Operation, ResultReason, ResultStatus
 from kmiptwist.vocabulary.tags import Tag
 from kmiptwist.wrapping.errors import DENIED, WrappingError
 
@@ -137,6 +145,35 @@ class ParseLoneGetTests(SynchronousTestCase):
         found = parse_lone_get(data)
         if found is not None:
             self.assertEqual(found, _general(data))
+
+
+class EncodeSuccessTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(
+        version=st.sampled_from(_VERSIONS),
+        time_stamp=st.integers(min_value=0, max_value=2**40),
+        operation=st.sampled_from([Operation.GET, Operation.CREATE, 0x12345678]),
+        batch_id=st.none() | st.binary(max_size=20),
+        texts=st.lists(st.text(max_size=40), max_size=3),
+    )
+    def test_the_bytes_of_encode_response(
+        self,
+        version: tuple[int, int],
+        time_stamp: int,
+        operation: int,
+        batch_id: bytes | None,
+        texts: list[str],
+    ) -> None:
+        """One successful item with an encoded payload: the bytes encode_response makes."""
+        payload = ttlv.encoded([ttlv.text_string(Tag.UNIQUE_IDENTIFIER, t) for t in texts])
+        item = ResponseBatchItem(operation, ResultStatus.SUCCESS, batch_id, payload=[payload])
+        expected = encode_response(ProtocolVersion(*version), time_stamp, [item])
+        self.assertEqual(
+            encode_success(
+                ProtocolVersion(*version), time_stamp, operation, batch_id, payload.value
+            ),
+            expected,
+        )
 
 
 class _Sink:
