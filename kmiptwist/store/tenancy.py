@@ -203,16 +203,10 @@ class SQLiteTenancy:
         """
 
         def add(connection: sqlite3.Connection) -> None:
-            if not connection.execute(
-                "SELECT 1 FROM tenants WHERE name = ?", (ca.tenant,)
-            ).fetchone():
-                raise UnknownTenant(f"tenant {ca.tenant!r} does not exist")
-            owner = connection.execute(
-                "SELECT tenant FROM trusted_cas WHERE fingerprint = ?", (ca.fingerprint,)
-            ).fetchone()
+            owner = _owner_in(connection, ca.tenant, "trusted_cas", ca.fingerprint)
             if owner is not None:
                 raise CertificateConflict(
-                    f"CA certificate {ca.fingerprint} is already trusted by tenant {owner[0]!r}"
+                    f"CA certificate {ca.fingerprint} is already trusted by tenant {owner!r}"
                 )
             connection.execute(
                 "INSERT INTO trusted_cas (fingerprint, tenant, subject, certificate_pem, added)"
@@ -255,17 +249,13 @@ class SQLiteTenancy:
         """
 
         def add(connection: sqlite3.Connection) -> None:
-            if not connection.execute(
-                "SELECT 1 FROM tenants WHERE name = ?", (certificate.tenant,)
-            ).fetchone():
-                raise UnknownTenant(f"tenant {certificate.tenant!r} does not exist")
-            owner = connection.execute(
-                "SELECT tenant FROM certificates WHERE fingerprint = ?", (certificate.fingerprint,)
-            ).fetchone()
+            owner = _owner_in(
+                connection, certificate.tenant, "certificates", certificate.fingerprint
+            )
             if owner is not None:
                 raise CertificateConflict(
                     f"certificate {certificate.fingerprint} is already registered to tenant "
-                    f"{owner[0]!r}"
+                    f"{owner!r}"
                 )
             connection.execute(
                 "INSERT INTO certificates (fingerprint, tenant, subject, issuer, not_after, added,"
@@ -384,3 +374,19 @@ class SQLiteTenancy:
             return cursor.rowcount > 0
 
         return self._submit(remove)
+
+
+def _owner_in(
+    connection: sqlite3.Connection, tenant: str, table: str, fingerprint: str
+) -> str | None:
+    """The tenant that already has ``fingerprint`` in ``table`` (``certificates`` or
+    ``trusted_cas``), or None; raises :class:`UnknownTenant` when ``tenant``, which
+    is to have it, does not exist."""
+    if not connection.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone():
+        raise UnknownTenant(f"tenant {tenant!r} does not exist")
+    # ``table`` is one of the two names above, never input.
+    row = connection.execute(
+        f"SELECT tenant FROM {table} WHERE fingerprint = ?",  # noqa: S608
+        (fingerprint,),
+    ).fetchone()
+    return None if row is None else str(row[0])
