@@ -17,7 +17,6 @@ from kmiptwist.ttlv import Item, ItemType
 from kmiptwist.vocabulary.enums import (
     BatchErrorContinuationOption,
     CredentialType,
-    Operation,
     ResultReason,
     ResultStatus,
 )
@@ -539,23 +538,6 @@ def parse_lone_request(data: bytes) -> LoneRequest | None:
     return _new_tuple(LoneRequest, (version, batch_id, _uint32(data, 88)[0], data[at:]))
 
 
-def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
-    """(version, Unique Batch Item ID, Unique Identifier) of a request message that is
-    exactly one Get naming its object and nothing more; None for any other message.
-
-    The commonest request there is (a client fetching a key it has fetched before):
-    a lone request (:func:`parse_lone_request`) of Operation Get whose Request Payload
-    holds only a text Unique Identifier.
-    """
-    lone = parse_lone_request(data)
-    if lone is None or lone.operation != Operation.GET:
-        return None
-    unique_identifier = lone_get_identifier(lone.payload)
-    if unique_identifier is None:
-        return None
-    return lone.version, lone.batch_id, unique_identifier
-
-
 def lone_get_identifier(payload: bytes) -> str | None:
     """The Unique Identifier of a lone Get's Request Payload (``LoneRequest.payload``)
     that holds that and nothing more; None for any other payload."""
@@ -572,7 +554,6 @@ def lone_get_identifier(payload: bytes) -> str | None:
 
 
 _words = struct.Struct(">II").unpack_from
-_int32 = struct.Struct(">i").unpack_from
 _uint32 = struct.Struct(">I").unpack_from
 _major_minor = struct.Struct(">i12xi").unpack_from
 _new_tuple = tuple.__new__

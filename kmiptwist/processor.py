@@ -434,7 +434,7 @@ class KMIPProcessor:
     def _get_now(
         self, version: ProtocolVersion, batch_id: bytes | None, unique_identifier: str, peer: Peer
     ) -> bytes | None:
-        """The response to a lone Get (``messages.parse_lone_get``) whose kept answer
+        """The response to a lone Get (``messages.parse_lone_request`` and ``lone_get_identifier``) whose kept answer
         needs nothing waited for (``retrieval.answer_now``): no coroutine, no request
         context, the same response and audit record as :meth:`_get_again` makes; None
         when it must go that way (or the general one)."""
@@ -456,7 +456,7 @@ class KMIPProcessor:
     async def _get_again(
         self, version: ProtocolVersion, batch_id: bytes | None, unique_identifier: str, peer: Peer
     ) -> bytes | None:
-        """The response to a lone Get (``messages.parse_lone_get``) whose answer is kept
+        """The response to a lone Get (``messages.parse_lone_request`` and ``lone_get_identifier``) whose answer is kept
         (``retrieval.answer_again``: same stamp and root key checks), made and audited
         as the general path makes and audits it, without decoding the request or
         running the batch machinery; None when the general path must answer (nothing

@@ -1,5 +1,6 @@
-"""A lone Get read at fixed offsets (``messages.parse_lone_get``) and answered from its
-kept answer without the general path (``KMIPProcessor._get_again``).
+"""A lone Get read at fixed offsets (``messages.parse_lone_request`` and
+``lone_get_identifier``) and answered from its kept answer without the general path
+(``KMIPProcessor._get_now`` and ``_get_again``).
 
 What is checked: the fixed-offset reading agrees with the general decoding on every
 message it accepts (examples and hypothesis mutations), leaves every other message to
@@ -23,7 +24,7 @@ from kmiptwist.messages import (
     ResponseBatchItem,
     encode_response,
     encode_success,
-    parse_lone_get,
+    lone_get_identifier,
     parse_lone_request,
     parse_request,
 )
@@ -60,6 +61,18 @@ def mutated(data: bytes, mutation: tuple[list[tuple[int, int]], int]) -> bytes:
 
 def _lone_get(version: tuple[int, int], uid: str, batch_id: bytes | None = None) -> bytes:
     return request(version, [(Operation.GET, uid_payload(uid), batch_id)])
+
+
+def parse_lone_get(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
+    """(version, Unique Batch Item ID, Unique Identifier) as the processor reads a lone
+    Get: a lone request of Operation Get whose payload is only a text Unique Identifier."""
+    lone = parse_lone_request(data)
+    if lone is None or lone.operation != Operation.GET:
+        return None
+    unique_identifier = lone_get_identifier(lone.payload)
+    if unique_identifier is None:
+        return None
+    return lone.version, lone.batch_id, unique_identifier
 
 
 def _general(data: bytes) -> tuple[ProtocolVersion, bytes | None, str] | None:
