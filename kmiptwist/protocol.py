@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from kmiptwist.collector import ClosedConnections
 from kmiptwist.errors import KMIPError, ResultReason
 from kmiptwist.framing import FramingError, TTLVFramer
 from kmiptwist.interfaces import ITenancy
@@ -276,6 +277,14 @@ class KMIPServerProtocol(Protocol):
             self._log.debug(
                 "Connection from {peer} ({tenant}) closed after {requests} requests", **fields
             )
+        # The TLS transport holds this protocol as its producer and this protocol holds
+        # the transport: a cycle that, once the connection is closed, only a collection
+        # of the generation it has reached would free, and collector.py makes those of
+        # old generations rare.  Broken, reference counting frees the connection.
+        if self._producer_registered:
+            self._producer_registered = False
+            self._link.unregisterProducer()
+        self.transport = None
 
     def timeoutConnection(self) -> None:
         """The handshake or idle timer ran out: close the connection."""
@@ -736,6 +745,8 @@ class KMIPServerFactory(Factory):
         self.limits = limits if limits is not None else ConnectionLimits()
         self.deadlines = _Deadlines(clock)
         """The inactivity (and handshake) deadlines of the connections, on one timer."""
+        self.closed_connections = ClosedConnections(clock)
+        """Collects what closed connections leave to the garbage collector."""
         self.relays: list[Callable[[str, str], object]] = []
         """Told of every ``disconnect_*`` (kind, argument): the other worker processes
         serving this port (``kmiptwist.workers``) cut their connections too."""
@@ -780,12 +791,14 @@ class KMIPServerFactory(Factory):
 
     def connection_opened(self, connection: KMIPServerProtocol) -> None:
         """Count a new connection (called by the protocol)."""
+        self.closed_connections.collect_due()
         self._connections.add(connection)
 
     def connection_closed(self, connection: KMIPServerProtocol) -> None:
         """Forget a closed connection (called by the protocol)."""
         self._connections.discard(connection)
         self.fingerprint_changed(connection, connection._fingerprint, None)
+        self.closed_connections.closed()
 
     def fingerprint_changed(
         self, connection: KMIPServerProtocol, old: str | None, new: str | None

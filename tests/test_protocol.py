@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import gc
+import weakref
 from random import Random
 
 from cryptography import x509
@@ -651,3 +653,43 @@ class TLSTests(ProtocolTestMixin, SynchronousTestCase):
         self.assertIsNotNone(collector.lost)
         self.assertEqual(self.factory.open_connections, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_dropped_connection_needs_no_full_collection(self) -> None:
+        """A connection its peer drops without a TLS close_notify, made long-lived
+        (moved to the oldest generation), is freed once the youngest generation is
+        collected: what is left of it is not a cycle with old objects.  The server's
+        collector rarely collects old generations (``kmiptwist.collector``)."""
+        self.make_factory()
+        client, kmip, collector, pump = self.tls_connection(_pki()["first"])
+        client.write(_message(1))
+        pump.flush()
+        gone = weakref.ref(kmip)
+        gc.collect()  # everything alive now is in the oldest generation
+        client.transport.loseConnection()  # TCP closed, no close_notify
+        pump.flush()
+        self.assertIsNotNone(collector.lost)
+        del client, kmip, collector, pump
+        gc.collect(0)
+        self.assertIsNone(gone())
+
+    def test_closed_connections_collect_the_youngest_generation(self) -> None:
+        """After connections close, the youngest generation is collected when the
+        next connection opens or closes, at most once a second."""
+        generations: list[int] = []
+        self.patch(gc, "collect", generations.append)
+        self.make_factory()
+        first = self.tls_connection(_pki()["first"])
+        self.assertEqual(generations, [])
+        first[0].transport.loseConnection()
+        first[3].flush()
+        self.assertEqual(generations, [0])
+        second = self.tls_connection(_pki()["first"])
+        second[0].transport.loseConnection()
+        second[3].flush()
+        self.assertEqual(generations, [0], "not again within the second")
+        self.clock.advance(1)
+        self.tls_connection(_pki()["first"])
+        self.assertEqual(generations, [0, 0], "a connection opened after it collects")
+        self.clock.advance(1)
+        self.tls_connection(_pki()["first"])
+        self.assertEqual(generations, [0, 0], "nothing closed since")
