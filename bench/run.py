@@ -213,10 +213,33 @@ def median_round(windows: list[dict[str, Any]]) -> dict[str, Any]:
     return median
 
 
-class Session:
-    """One server under test and what the run has stored in it so far."""
+BIG_PLAN = ("big", "create", "vcenter")
+"""What a store of ``big_store`` objects runs: Get and Locate in the same rounds as the
+small store's, then Create and vCenter's steps, on the big store as a KMS holds one."""
 
-    def __init__(self, server: Any, plan: list[str], settings: Any, log: Any) -> None:
+BIG_KINDS = ("kmiptwist", "pykmip")
+"""Servers measured on a big store too (the canned server has no store)."""
+
+
+class Session:
+    """One server under test and what the run has stored in it so far.
+
+    A server whose store is measured at two sizes has two sessions, each on its own
+    instance: the small store's (``suffix`` empty) and the big store's (``suffix``
+    ``" @<big_store>"``), both reporting as ``reports_as``.  Both take part in the
+    same alternating rounds of Get and Locate, so that the two sides of a comparison
+    between store sizes are measured in the same minutes.
+    """
+
+    def __init__(
+        self,
+        server: Any,
+        plan: list[str],
+        settings: Any,
+        log: Any,
+        reports_as: str | None = None,
+        suffix: str = "",
+    ) -> None:
         self.server = server
         self.plan = [
             step
@@ -225,12 +248,13 @@ class Session:
         ]
         self.settings = settings
         self.log = log
+        self.reports_as = reports_as or server.name
+        self.suffix = suffix
         self.results: dict[str, Any] = {}
         self.notes: list[str] = []
-        self.small_uids: list[str] = []
+        self.uids: list[str] = []
         self.names: list[str] = []
         self.host_keys: tuple[str, list[list[str]]] | None = None
-        self.big: tuple[list[str], list[str]] = ([], [])
 
     def record(self, key: str, function: Any, *args: Any) -> None:
         """Run one scenario once, keep its result, say how it went."""
@@ -295,7 +319,9 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
     virtual machine drifts over a long run, and the ratios are what the targets read.
     The timed scenarios go further: they run in alternating rounds, every server in
     turn in each round, and each server keeps its median round, so that one slow
-    minute landing on one server's window does not decide a ratio.
+    minute landing on one server's window does not decide a ratio.  Get and Locate
+    take the big stores' sessions in the same rounds, each right after its small
+    store's session.
     """
     import random
 
@@ -303,6 +329,7 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
 
     concurrency = sizes["concurrency"]
     rounds = sizes["rounds"]
+    small, big = sizes["small_store"], sizes["big_store"]
 
     def each(step: str, action: Any) -> None:
         for session in sessions:
@@ -310,30 +337,36 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
                 action(session)
 
     def alternate(
-        step: str, key: str, function: Any, arguments: Callable[..., tuple[Any, ...]]
+        steps: tuple[str, ...],
+        key: str,
+        function: Any,
+        arguments: Callable[..., tuple[Any, ...]],
+        by_store: bool = False,
     ) -> None:
         """Measure ``function(server, settings, *arguments(session))`` in ``rounds``
-        rounds, every server whose plan has ``step`` in turn in each round.
+        rounds, every session whose plan has one of ``steps`` in turn in each round,
+        each keeping its result as ``key`` (``by_store``: followed by its suffix).
 
         A server whose window failed, or left it so busy that it was restarted
         (PyKMIP's Locate at 32 connections), is not measured again in this scenario:
         its rounds so far stand.  Restarting it under the same load round after round
         once left PyKMIP's server unable to answer for the rest of a run.
         """
-        taking = [session for session in sessions if step in session.plan]
+        taking = [session for session in sessions if any(s in session.plan for s in steps)]
         windows: list[list[dict[str, Any]]] = [[] for _ in taking]
+        keys = [key + session.suffix if by_store else key for session in taking]
         for number in range(1, rounds + 1):
-            label = f"{key} [{number}/{rounds}]" if rounds > 1 else key
-            for session, measured in zip(taking, windows, strict=True):
+            for session, named, measured in zip(taking, keys, windows, strict=True):
                 if any("failed" in window or window.get("restarted") for window in measured):
                     continue
-                measured.append(session.measure(key, function, *arguments(session), label=label))
-        for session, measured in zip(taking, windows, strict=True):
-            session.keep_median(key, measured)
+                label = named + (f" [{number}/{rounds}]" if rounds > 1 else "")
+                measured.append(session.measure(named, function, *arguments(session), label=label))
+        for session, named, measured in zip(taking, keys, windows, strict=True):
+            session.keep_median(named, measured)
 
-    def timed_populate(session: Session, prefix: str, count: int, start: int = 0) -> list[str]:
+    def timed_populate(session: Session, prefix: str, count: int) -> list[str]:
         started = time.monotonic()
-        uids = session.server.populate(prefix, count, start=start)
+        uids = session.server.populate(prefix, count)
         session.log(
             f"{session.server.name:18} stored {len(uids):,} {prefix}keys "
             f"in {time.monotonic() - started:.1f} s"
@@ -341,30 +374,46 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
         return uids
 
     def setup_small(session: Session) -> None:
-        small = sizes["small_store"]
-        session.small_uids = timed_populate(session, "bench-", small)
-        scenarios.prime(session.server, session.settings, session.small_uids)
+        session.uids = timed_populate(session, "bench-", small)
+        scenarios.prime(session.server, session.settings, session.uids)
         session.names = [f"bench-{number:06d}" for number in range(small)]
 
+    def setup_big(session: Session) -> None:
+        """A store of ``big`` keys; Get and Locate draw on a sample of them."""
+        server = session.server
+        every_uid = timed_populate(session, "bench-", big)
+        sample = random.Random(3).sample(
+            range(len(every_uid)), min(sizes["key_sample"], len(every_uid))
+        )
+        session.uids = [every_uid[i] for i in sample]
+        session.names = [f"bench-{i:06d}" for i in sample]
+        scenarios.prime(server, session.settings, session.uids)
+        session.notes.append(f"{server.object_count():,} objects stored for the @{big} rows")
+
     for session in sessions:
-        setup_small(session)
+        if "big" in session.plan:
+            setup_big(session)
+        elif {"get", "locate", "idle"} & set(session.plan):
+            setup_small(session)
     for connections in concurrency:
         alternate(
-            "get",
+            ("get", "big"),
             f"get c={connections}",
             scenarios.get,
-            lambda session, c=connections: (session.small_uids, c),
+            lambda session, c=connections: (session.uids, c),
+            by_store=True,
         )
     for connections in concurrency:
         alternate(
-            "locate",
+            ("locate", "big"),
             f"locate c={connections}",
             scenarios.locate,
             lambda session, c=connections: (session.names, c),
+            by_store=True,
         )
 
     def idle(session: Session) -> None:
-        session.record("idle", scenarios.idle, session.small_uids, sizes["idle_active"])
+        session.record("idle", scenarios.idle, session.uids, sizes["idle_active"], sizes["rounds"])
 
     each("idle", idle)
 
@@ -388,49 +437,46 @@ def run_all(sessions: list[Session], sizes: dict[str, Any]) -> None:
                 r,
             ),
         )
-
-    def setup_big(session: Session) -> None:
-        server, small, big = session.server, sizes["small_store"], sizes["big_store"]
-        have = server.object_count() if server.kind != "canned" else small
-        extra = timed_populate(session, "bench-", max(0, big - have), start=small)
-        every_uid = session.small_uids + extra
-        every_name = [f"bench-{number:06d}" for number in range(small + len(extra))]
-        sample = random.Random(3).sample(
-            range(len(every_uid)), min(sizes["key_sample"], len(every_uid))
-        )
-        session.big = ([every_uid[i] for i in sample], [every_name[i] for i in sample])
-        scenarios.prime(server, session.settings, session.big[0])
-        if server.kind != "canned":
-            session.notes.append(f"{server.object_count():,} objects stored for the @{big} rows")
-
-    each("big", setup_big)
-    big = sizes["big_store"]
     for connections in concurrency:
         alternate(
-            "big",
-            f"get c={connections} @{big}",
-            scenarios.get,
-            lambda session, c=connections: (session.big[0], c),
-        )
-    for connections in concurrency:
-        alternate(
-            "big",
-            f"locate c={connections} @{big}",
-            scenarios.locate,
-            lambda session, c=connections: (session.big[1], c),
-        )
-    for connections in concurrency:
-        alternate(
-            "create", f"create c={connections}", scenarios.create, lambda _, c=connections: (c,)
+            ("create",), f"create c={connections}", scenarios.create, lambda _, c=connections: (c,)
         )
     for resume in (True, False):
         for connections in concurrency:
             alternate(
-                "vcenter",
+                ("vcenter",),
                 f"vcenter c={connections} resumption {'on' if resume else 'off'}",
                 scenarios.vcenter,
                 lambda _, c=connections, r=resume: (c, r),
             )
+
+
+def plan_sessions(
+    servers: list[Any], plan: list[str], settings: Any, log: Any, big: int
+) -> list[Session]:
+    """The sessions of a run, in the order each round takes them.
+
+    With ``big`` in the plan, a server with a store gets a second instance, right after
+    the first, for the big store: it runs Get, Locate, Create and vCenter's steps; the
+    small store's instance runs the rest.  Without it, one instance runs everything.
+    """
+    sessions: list[Session] = []
+    for server, twin in servers:
+        if twin is None:
+            sessions.append(Session(server, [s for s in plan if s != "big"], settings, log))
+            continue
+        sessions.append(Session(server, [s for s in plan if s not in BIG_PLAN], settings, log))
+        sessions.append(
+            Session(
+                twin,
+                [s for s in plan if s in BIG_PLAN],
+                settings,
+                log,
+                reports_as=server.name,
+                suffix=f" @{big}",
+            )
+        )
+    return sessions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,37 +529,51 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"{time.monotonic() - began:6.1f}  {line}", file=sys.stderr, flush=True)
 
-    sessions = []
     names = arguments.servers or (
         "kmiptwist,pykmip,canned"
         if arguments.smoke
         else "kmiptwist,pykmip,canned,kmiptwist-workers2"
     )
-    for name in names.split(","):
-        server = make_server(servers, name, os.path.join(work, name), pki, sizes["cipher"])
-        started = time.monotonic()
-        server.start()
-        log(f"{name:18} started in {time.monotonic() - started:.1f} s")
-        sessions.append(Session(server, plan, scenario_settings, log))
+    started_servers: list[tuple[Any, Any]] = []
+    sessions: list[Session] = []
     try:
+        for name in names.split(","):
+            pair = []
+            for instance, directory in (
+                [(name, name), (f"{name} @{sizes['big_store']}", f"{name}-big")]
+                if "big" in plan and name in BIG_KINDS
+                else [(name, name)]
+            ):
+                server = make_server(
+                    servers, name, instance, os.path.join(work, directory), pki, sizes["cipher"]
+                )
+                started = time.monotonic()
+                server.start()
+                log(f"{instance:18} started in {time.monotonic() - started:.1f} s")
+                pair.append(server)
+            started_servers.append((pair[0], pair[1] if len(pair) > 1 else None))
+        sessions = plan_sessions(started_servers, plan, scenario_settings, log, sizes["big_store"])
         run_all(sessions, sizes)
     finally:
-        for session in sessions:
-            session.server.stop()
+        for first, twin in started_servers:
+            for server in (first, twin):
+                if server is not None:
+                    server.stop()
         if arguments.keep_work:
             log(f"servers' files kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     failed = False
     for session in sessions:
-        name = session.server.name
-        results["servers"][name] = {
-            "kind": session.server.kind,
-            "scenarios": session.results,
-            "notes": session.notes + session.server.notes,
-        }
+        name = session.reports_as
+        entry = results["servers"].setdefault(
+            name, {"kind": session.server.kind, "scenarios": {}, "notes": []}
+        )
+        entry["scenarios"].update(session.results)
+        entry["notes"] += session.notes + session.server.notes
         failed = failed or any("failed" in result for result in session.results.values())
-        results["notes"] += [f"{name}: {note}" for note in results["servers"][name]["notes"]]
+    for name, entry in results["servers"].items():
+        results["notes"] += [f"{name}: {note}" for note in entry["notes"]]
     results["notes"] += standing_notes(results)
     with open(os.path.join(arguments.out, "results.json"), "w", encoding="utf-8") as out:
         json.dump(results, out, indent=1, default=str)
@@ -524,18 +584,18 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def make_server(servers: Any, name: str, workdir: str, pki: Any, cipher: str) -> Any:
-    """The server under test called ``name``."""
+def make_server(servers: Any, name: str, instance: str, workdir: str, pki: Any, cipher: str) -> Any:
+    """An instance, called ``instance``, of the server under test called ``name``."""
     if name == "kmiptwist":
-        return servers.KmiptwistServer(name, workdir, pki)
+        return servers.KmiptwistServer(instance, workdir, pki)
     if name.startswith("kmiptwist-workers"):
         return servers.KmiptwistServer(
-            name, workdir, pki, workers=int(name.rsplit("workers", 1)[1])
+            instance, workdir, pki, workers=int(name.rsplit("workers", 1)[1])
         )
     if name == "pykmip":
-        return servers.PyKMIPServer(name, workdir, pki, cipher=cipher)
+        return servers.PyKMIPServer(instance, workdir, pki, cipher=cipher)
     if name == "canned":
-        return servers.CannedServer(name, workdir, pki)
+        return servers.CannedServer(instance, workdir, pki)
     raise SystemExit(f"unknown server {name!r}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import socket
 import ssl
+import statistics
 import time
 from array import array
 from collections import Counter
@@ -578,22 +579,20 @@ def _hold(pipe: Any, settings: Settings, address: tuple[str, int], count: int) -
     pipe.send("closed")
 
 
-def idle(server: Server, settings: Settings, uids: list[str], active: int) -> dict[str, Any]:
-    """Hold ``settings.idle_connections`` idle connections; measure RSS, and a Get load
-    just before and while they are open."""
+def _idle_round(server: Server, settings: Settings, uids: list[str], active: int) -> dict[str, Any]:
+    """A Get load, then ``settings.idle_connections`` idle connections opened and the
+    same load again while they are held; the server's RSS before and with them."""
     baseline = get(server, settings, uids, active)
     tree = server.tree
     rss_before = tree.rss()
     tree.reset_peak()
     parent, child = _FORK.Pipe()
     address = ("127.0.0.1", server.port)
-    holders = []
     started = time.monotonic()
     holder = _FORK.Process(
         target=_hold, args=(child, settings, address, settings.idle_connections), daemon=True
     )
     holder.start()
-    holders.append((holder, parent))
     opened, failures = parent.recv()
     open_seconds = time.monotonic() - started
     time.sleep(min(1.0, settings.start_delay * 5))  # let the server settle
@@ -604,8 +603,8 @@ def idle(server: Server, settings: Settings, uids: list[str], active: int) -> di
     parent.send("close")
     parent.recv()
     holder.join(30)
-    result = {
-        "unit": "connection",
+    wait_idle(server)
+    return {
         "idle_connections": opened,
         "idle_failures": failures,
         "open_seconds": open_seconds,
@@ -614,18 +613,70 @@ def idle(server: Server, settings: Settings, uids: list[str], active: int) -> di
         "server_peak_rss_mb": max(peak_idle, loaded["server_peak_rss_mb"] * 1e6) / 1e6,
         "server_rss_loaded_mb": rss_loaded / 1e6,
         "kb_per_idle_connection": (rss_idle - rss_before) / max(1, opened) / 1e3,
-        "active_connections": active,
+        "get_without_idle": baseline,
         "get_with_idle": loaded,
-        "errors": failures + loaded["errors"],
+        "throughput_ratio_with_idle": (
+            loaded["ops_per_s"] / baseline["ops_per_s"] if baseline["ops_per_s"] else None
+        ),
+        "p99_ratio_with_idle": (
+            loaded["p99_ms"] / baseline["p99_ms"] if baseline["p99_ms"] else None
+        ),
     }
-    result["get_without_idle"] = baseline
-    result["throughput_ratio_with_idle"] = (
-        loaded["ops_per_s"] / baseline["ops_per_s"] if baseline["ops_per_s"] else None
-    )
-    result["p99_ratio_with_idle"] = (
-        loaded["p99_ms"] / baseline["p99_ms"] if baseline["p99_ms"] else None
-    )
-    return result
+
+
+def idle(
+    server: Server, settings: Settings, uids: list[str], active: int, rounds: int = 1
+) -> dict[str, Any]:
+    """Hold ``settings.idle_connections`` idle connections; measure RSS, and a Get load
+    just before and while they are open, in ``rounds`` rounds.
+
+    Each round compares its two windows, measured seconds apart; the ratios reported
+    are the medians of the rounds' ratios, and the windows shown those of the round
+    with the median p99 ratio.  Memory is the most any round held (what an idle
+    connection adds: the first round's, on a server that never had them), and the
+    idle connections the fewest any round opened.
+    """
+    measured = [_idle_round(server, settings, uids, active) for _ in range(rounds)]
+    return idle_summary(measured, active)
+
+
+def idle_summary(measured: list[dict[str, Any]], active: int) -> dict[str, Any]:
+    """The idle scenario's result from its rounds (see :func:`idle`)."""
+    p99s = [one["p99_ratio_with_idle"] for one in measured]
+    throughputs = [one["throughput_ratio_with_idle"] for one in measured]
+    shown = sorted(
+        measured,
+        key=lambda one: (
+            float("inf") if one["p99_ratio_with_idle"] is None else one["p99_ratio_with_idle"]
+        ),
+    )[(len(measured) - 1) // 2]
+    most = max(measured, key=lambda one: one["server_rss_idle_mb"])
+    return {
+        "unit": "connection",
+        **shown,
+        "idle_connections": min(one["idle_connections"] for one in measured),
+        "idle_failures": sum(one["idle_failures"] for one in measured),
+        "server_rss_before_mb": most["server_rss_before_mb"],
+        "server_rss_idle_mb": most["server_rss_idle_mb"],
+        "kb_per_idle_connection": measured[0]["kb_per_idle_connection"],
+        "server_peak_rss_mb": max(one["server_peak_rss_mb"] for one in measured),
+        "server_rss_loaded_mb": max(one["server_rss_loaded_mb"] for one in measured),
+        "active_connections": active,
+        "errors": sum(one["idle_failures"] + one["get_with_idle"]["errors"] for one in measured),
+        "throughput_ratio_with_idle": None
+        if None in throughputs
+        else statistics.median(throughputs),
+        "p99_ratio_with_idle": None if None in p99s else statistics.median(p99s),
+        "round_ratios": [
+            {
+                "throughput": throughput,
+                "p99": p99,
+                "rss_before_mb": one["server_rss_before_mb"],
+                "rss_idle_mb": one["server_rss_idle_mb"],
+            }
+            for throughput, p99, one in zip(throughputs, p99s, measured, strict=True)
+        ],
+    }
 
 
 def wait_idle(server: Server, settle: float = 0.1, timeout: float = 15.0) -> bool:

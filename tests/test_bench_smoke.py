@@ -58,7 +58,11 @@ class BenchSmokeTests(SynchronousTestCase):
             results = json.load(results_file)
         self.assertEqual(set(results["servers"]), {"kmiptwist", "pykmip", "canned"}, output)
         for name, server in results["servers"].items():
-            self.assertEqual(set(server["scenarios"]), SCENARIOS, name)
+            # The canned server has no store: it has no rows of a big store.
+            expected = (
+                {key for key in SCENARIOS if "@" not in key} if name == "canned" else SCENARIOS
+            )
+            self.assertEqual(set(server["scenarios"]), expected, name)
             for key, result in server["scenarios"].items():
                 self.assertNotIn("failed", result, f"{name} {key}")
                 measured = result["get_with_idle"] if key == "idle" else result
