@@ -535,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         else "kmiptwist,pykmip,canned,kmiptwist-workers2"
     )
     started_servers: list[tuple[Any, Any]] = []
+    running: list[Any] = []
     sessions: list[Session] = []
     try:
         for name in names.split(","):
@@ -548,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                     servers, name, instance, os.path.join(work, directory), pki, sizes["cipher"]
                 )
                 started = time.monotonic()
+                running.append(server)
                 server.start()
                 log(f"{instance:18} started in {time.monotonic() - started:.1f} s")
                 pair.append(server)
@@ -555,10 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         sessions = plan_sessions(started_servers, plan, scenario_settings, log, sizes["big_store"])
         run_all(sessions, sizes)
     finally:
-        for first, twin in started_servers:
-            for server in (first, twin):
-                if server is not None:
-                    server.stop()
+        for server in running:
+            server.stop()
         if arguments.keep_work:
             log(f"servers' files kept in {work}")
         else:
