@@ -672,6 +672,24 @@ class TLSTests(ProtocolTestMixin, SynchronousTestCase):
         gc.collect(0)
         self.assertIsNone(gone())
 
+    def test_cut_off_over_tls(self) -> None:
+        """A connection cut off (access revoked) over TLS closes without an error, is
+        forgotten, and is freed once the youngest generation is collected."""
+        self.make_factory()
+        client, kmip, collector, pump = self.tls_connection(_pki()["first"])
+        client.write(_message(1))
+        pump.flush()
+        gone = weakref.ref(kmip)
+        gc.collect()
+        kmip.cut_off("certificate removed")
+        pump.flush()
+        self.assertIsNotNone(collector.lost)
+        self.assertEqual(self.factory.open_connections, 0)
+        self.assertIsNone(kmip.transport)
+        del client, kmip, collector, pump
+        gc.collect(0)
+        self.assertIsNone(gone())
+
     def test_closed_connections_collect_the_youngest_generation(self) -> None:
         """After connections close, the youngest generation is collected when the
         next connection opens or closes, at most once a second."""
