@@ -281,9 +281,7 @@ class KMIPServerProtocol(Protocol):
         # the transport: a cycle that, once the connection is closed, only a collection
         # of the generation it has reached would free, and collector.py makes those of
         # old generations rare.  Broken, reference counting frees the connection.
-        if self._producer_registered:
-            self._producer_registered = False
-            self._link.unregisterProducer()
+        self._unregister_producer()
         self.transport = None
 
     def timeoutConnection(self) -> None:
@@ -638,15 +636,19 @@ class KMIPServerProtocol(Protocol):
             # The TLS close needs the peer's close_notify: keep reading.
             self._reading_paused = False
             self._link.resumeProducing()
-        if self._producer_registered:
-            # A registered producer keeps the TLS layer from shutting down.
-            self._producer_registered = False
-            self._link.unregisterProducer()
+        # A registered producer keeps the TLS layer from shutting down.
+        self._unregister_producer()
         self._link.loseConnection()
         if self._abort_call is None and not self._closed:
             self._abort_call = self.factory.clock.callLater(
                 self.factory.limits.close_timeout, self._abort_stalled
             )
+
+    def _unregister_producer(self) -> None:
+        """Stop being the transport's producer, if this protocol still is."""
+        if self._producer_registered:
+            self._producer_registered = False
+            self._link.unregisterProducer()
 
     def _abort_stalled(self) -> None:
         """The peer did not finish closing in time: drop the connection."""
